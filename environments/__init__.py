@@ -1,0 +1,1 @@
+"""Containerized multi-turn environments behind one step API."""

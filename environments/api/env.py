@@ -1,0 +1,60 @@
+"""The `Environment` base class that every environment implements, and helpers for tool-calling environments."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from gymbox.environments.api.models import Action, Message, Observation, StepResult, ToolCall, ToolSpec
+from gymbox.tasks.spec import TaskSpec
+
+
+class Environment(ABC):
+    """One episode at a time: `reset` starts it, `step` advances it, `close` frees it.
+
+    Subclasses set `name`, `version` and the tools they always offer; the server enforces the task's limits
+    (turns, time) and keeps sessions apart, so an environment holds only its own game logic.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "v1"
+    description: ClassVar[str] = ""
+    tools: ClassVar[list[ToolSpec]] = []
+    suites: ClassVar[list[str]] = []
+    # True when reset and step are cheap and never block: the server then runs them on its event loop
+    # instead of a worker thread.
+    inline: ClassVar[bool] = False
+
+    @classmethod
+    def env_id(cls) -> str:
+        return f"{cls.name}@{cls.version}"
+
+    @abstractmethod
+    def reset(self, task: TaskSpec, seed: int) -> Observation:
+        """Start an episode of `task`; the same task and seed give the same observation."""
+
+    @abstractmethod
+    def step(self, action: Action) -> StepResult:
+        """Apply the agent's action. Agent mistakes become observations, never exceptions."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most environments hold nothing to free
+        """Free what the episode holds; called once per session."""
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able summary of the episode's state, for `state` requests and debugging."""
+        return {}
+
+
+def tool_message(call: ToolCall, content: str) -> Message:
+    """The observation message answering one tool call."""
+    return Message(role="tool", tool_call_id=call.id, name=call.function.name, content=content)
+
+
+def unknown_tool(call: ToolCall, tools: list[ToolSpec]) -> Message:
+    names = ", ".join(t.function.name for t in tools) or "none"
+    return tool_message(call, f"Error: there is no tool named {call.function.name!r}. Available tools: {names}.")
+
+
+def no_tool_call(tools: list[ToolSpec]) -> Message:
+    names = ", ".join(t.function.name for t in tools)
+    return Message(role="user", content=f"No tool call was found in your reply. Call one of the tools: {names}.")

@@ -1,0 +1,18 @@
+"""Maps the repository's top-level folders into the `gymbox` namespace (`gymbox.environments`, ...)."""
+
+from setuptools import find_packages, setup
+
+FOLDERS = ("environments", "agent", "rewards", "harness", "tasks")
+
+packages, package_dir = [], {}
+for folder in FOLDERS:
+    package_dir[f"gymbox.{folder}"] = folder
+    packages.append(f"gymbox.{folder}")
+    packages += [f"gymbox.{folder}.{sub}" for sub in find_packages(folder)]
+
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"": ["*.json", "*.jsonl", "*.yaml", "*.txt", "Dockerfile"]},
+    include_package_data=True,
+)

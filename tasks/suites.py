@@ -1,0 +1,69 @@
+"""Task suites: named, fixed lists of tasks with train/test splits, declared in one table."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+from gymbox.tasks.spec import TaskSpec
+
+# Suite name -> "module:function" returning every task of the suite (each with its `split` set).
+# Declared here, explicitly: importing a module never adds a suite.
+SUITES: dict[str, str] = {
+    "echo-demo": "gymbox.tasks.echo:demo_tasks",
+}
+
+
+class UnknownSuite(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    tasks: tuple[TaskSpec, ...]
+
+    @property
+    def envs(self) -> list[str]:
+        return sorted({t.env for t in self.tasks})
+
+    def split(self, split: str) -> Suite:
+        return Suite(f"{self.name.split(':')[0]}:{split}", tuple(t for t in self.tasks if t.split == split))
+
+    def get(self, task_id: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise UnknownSuite(f"suite {self.name!r} has no task {task_id!r}; list them with `gymbox tasks {self.name}`")
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
+def list_suites() -> list[str]:
+    return sorted(SUITES)
+
+
+@cache
+def _load_all(name: str) -> Suite:
+    if name not in SUITES:
+        raise UnknownSuite(f"no task suite {name!r}; known suites: {', '.join(list_suites())}")
+    module_name, _, attr = SUITES[name].partition(":")
+    loader: Callable[[], list[TaskSpec]] = getattr(importlib.import_module(module_name), attr)
+    return Suite(name, tuple(loader()))
+
+
+def load_suite(name: str) -> Suite:
+    """A suite by name; `NAME:train` or `NAME:test` selects one split."""
+    base, _, split = name.partition(":")
+    suite = _load_all(base)
+    if not split:
+        return suite
+    chosen = suite.split(split)
+    if not chosen.tasks:
+        splits = sorted({t.split for t in suite.tasks})
+        raise UnknownSuite(f"suite {base!r} has no split {split!r}; its splits: {', '.join(splits)}")
+    return chosen
