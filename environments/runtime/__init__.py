@@ -1,1 +1,24 @@
-"""placeholder"""
+"""Runtimes: where environment servers run (in-process, a child process; containers plug in the same way)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymbox.environments.api.env import Environment
+from gymbox.environments.runtime.base import Runtime
+from gymbox.environments.runtime.local import LocalRuntime
+from gymbox.environments.runtime.process import ProcessRuntime
+
+RUNTIMES: dict[str, type[Runtime]] = {"local": LocalRuntime, "process": ProcessRuntime}
+
+
+def make_runtime(kind: str, env: str | type[Environment], **options: Any) -> Runtime:
+    """The runtime of `kind` for an environment id, `module:Class` or class."""
+    try:
+        cls = RUNTIMES[kind]
+    except KeyError:
+        raise ValueError(f"no runtime {kind!r}; choose one of {', '.join(RUNTIMES)}") from None
+    return cls(env, **options)
+
+
+__all__ = ["RUNTIMES", "LocalRuntime", "ProcessRuntime", "Runtime", "make_runtime"]
