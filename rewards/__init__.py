@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Reward functions, their composition, and advantage estimators."""

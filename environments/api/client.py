@@ -172,7 +172,7 @@ class EnvClient:
         self.seed: int | None = None
         self.task: TaskSpec | None = None
         self._owns_channel = owns_channel
-        self._on_close = on_close
+        self.on_close = on_close
 
     @classmethod
     async def connect(cls, url: str | None = None, *, uds: str | None = None, timeout: float = 60.0) -> EnvClient:
@@ -227,7 +227,7 @@ class EnvClient:
             with contextlib.suppress(TransportError):
                 await self.close_session()
         finally:
-            on_close, self._on_close = self._on_close, None
+            on_close, self.on_close = self.on_close, None
             if on_close is not None:
                 await on_close()
             if self._owns_channel:
