@@ -19,7 +19,7 @@ from gymbox.environments.api.sessions import SessionHost
 def build_config(app: EnvServer, *, host: str = "127.0.0.1", port: int = 0, uds: str | None = None,
                  log_level: str = "warning") -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", ws="websockets",
+        app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", ws="websockets-sansio",
         # Our own size check answers with a typed error; the transport's cap only stops abuse.
         ws_max_size=4 * app.max_request_bytes, ws_ping_interval=None, lifespan="on", log_level=log_level,
         access_log=False, timeout_graceful_shutdown=5,

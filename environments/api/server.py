@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _RESET_BODY = TypeAdapter(ResetRequest)
 _ACTION = TypeAdapter(Action)
+_ID = re.compile(r'\s*\{\s*"id"\s*:\s*(\d+)')
 
 
 def describe(exc: ValidationError, limit: int = 5) -> str:
@@ -151,6 +153,7 @@ class EnvServer:
         request_id: Any = None
         try:
             if len(frame) > self.max_request_bytes:
+                request_id = _peek_id(frame)
                 raise PayloadTooLarge(f"message exceeds {self.max_request_bytes} bytes; send less")
             try:
                 envelope = ENVELOPE.validate_json(frame)
@@ -169,9 +172,7 @@ class EnvServer:
 
 
 def _peek_id(frame: str | bytes) -> int | None:
-    try:
-        value = json.loads(frame)
-    except (ValueError, TypeError):
-        return None
-    request_id = value.get("id") if isinstance(value, dict) else None
-    return request_id if isinstance(request_id, int) else None
+    """The id of a message that failed validation, when its start reads `{"id": N`, so the reply can name it."""
+    head = frame[:64].decode(errors="replace") if isinstance(frame, bytes) else frame[:64]
+    match = _ID.match(head)
+    return int(match.group(1)) if match else None

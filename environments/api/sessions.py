@@ -82,7 +82,6 @@ class SessionHost:
 
     async def handle(self, request: Request, owner: object | None = None) -> BaseModel:
         """Serve one validated request; errors are raised as `EnvError` subclasses."""
-        self._ensure_reaper()
         if isinstance(request, StepRequest):
             return await self.step(request.session, request)
         if isinstance(request, ResetRequest):
@@ -112,6 +111,7 @@ class SessionHost:
             raise CapacityError(f"the server already holds {len(self.sessions)} sessions, its capacity; close "
                                 "finished sessions, wait for idle ones to expire, or raise --capacity",
                                 capacity=self.capacity)
+        self._ensure_reaper()
         if seed is None:
             seed = task.seed if task.seed is not None else derive_seed(task.id)
         session = Session(id=uuid.uuid4().hex, env=self.env_cls(), task=task, seed=seed, owner=owner)

@@ -137,8 +137,12 @@ class ProcessRuntime(Runtime):
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, self.terminate)
+
+    def terminate(self) -> None:
+        """Stop the server process and remove its files, from synchronous code; idempotent."""
         if self._finalizer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._finalizer)
+            self._finalizer()
         self.proc = None
 
 

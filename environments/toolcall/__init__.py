@@ -1,0 +1,1 @@
+"""`toolcall`: function calling on the Berkeley Function Calling Leaderboard, single-turn and multi-turn."""

@@ -1,0 +1,88 @@
+"""Decoding the agent's tool calls against the offered tools, with messages that say what is allowed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gymbox.environments.api import ToolCall, ToolSpec
+from gymbox.environments.api.errors import InvalidAction
+from gymbox.environments.toolcall.schema import ToolNames, schema_error, tool_specs
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One call as the environment understood it."""
+
+    name: str  # the BFCL name when the tool is known, else the name as called
+    args: dict[str, Any] | None  # None when the arguments are not a JSON object
+    error: str | None  # why the call is not well formed (unknown tool, bad JSON, schema violation); None if it is
+    known: bool = True  # whether the name is one of the offered tools
+
+    @property
+    def well_formed(self) -> bool:
+        return self.error is None
+
+    @property
+    def runnable(self) -> bool:
+        """A known tool with a JSON object of arguments: a backend can be asked, even if the schema is broken."""
+        return self.known and self.args is not None
+
+
+def describe(schema: dict[str, Any]) -> str:
+    """A one-line summary of a tool's parameters, for error messages."""
+    required = set(schema.get("required") or [])
+    parts = [
+        f"{name} ({sub.get('type', 'any')}{', required' if name in required else ''})"
+        for name, sub in (schema.get("properties") or {}).items()
+    ]
+    return ", ".join(parts) or "no parameters"
+
+
+class Toolset:
+    """The tools offered in an episode: their OpenAI specs, names, and schemas by BFCL name."""
+
+    def __init__(self) -> None:
+        self.names = ToolNames()
+        self.specs: list[ToolSpec] = []
+        self.schemas: dict[str, dict[str, Any]] = {}
+
+    def add(self, functions: list[dict[str, Any]]) -> None:
+        """Offer more BFCL functions (miss_func reveals some in a later turn)."""
+        for doc, spec in zip(functions, tool_specs(functions, self.names), strict=True):
+            self.specs.append(spec)
+            self.schemas[doc["name"]] = spec.function.parameters
+
+    def decode(self, call: ToolCall) -> Decoded:
+        """Resolve the tool, decode the JSON arguments and validate them against the tool's schema."""
+        try:
+            args: dict[str, Any] | None = call.args()
+            bad_json = None
+        except InvalidAction as err:
+            args, bad_json = None, err.message
+        name = self.names.resolve(call.function.name)
+        if name is None:
+            offered = ", ".join(s.function.name for s in self.specs) or "none"
+            return Decoded(call.function.name, args, f"there is no tool named {call.function.name!r}. "
+                                                     f"Available tools: {offered}.", known=False)
+        if args is None:
+            return Decoded(name, None, bad_json)
+        schema = self.schemas[name]
+        error = schema_error(args, schema)
+        if error:
+            return Decoded(name, args, f"{error}. {self.names.to_openai[name]} takes: {describe(schema)}.")
+        return Decoded(name, args, None)
+
+    def backend_arguments(self, decoded: Decoded) -> dict[str, Any]:
+        """Arguments to pass to a backend method: nulls of optional parameters dropped, integral floats as ints."""
+        schema = self.schemas[decoded.name]
+        required = set(schema.get("required") or [])
+        properties = schema.get("properties") or {}
+        args = {}
+        for key, value in (decoded.args or {}).items():
+            if value is None and key not in required:
+                continue
+            if isinstance(value, float) and value.is_integer() and properties.get(key, {}).get("type") == "integer":
+                value = int(value)
+            args[key] = value
+        return args

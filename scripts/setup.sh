@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv/ in the repository root with gymbox and everything its tests need. Safe to run again:
+# it reinstalls only when pyproject.toml, setup.py or this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    echo "gymbox needs Python 3.11; set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+
+# Data packages installed without their dependencies: bfcl-eval's own dependencies pull torch and CUDA,
+# and gymbox reads only its data files and its simulated multi-turn backends.
+NO_DEPS_PACKAGES=(bfcl-eval==2026.3.23)
+
+stamp=.venv/.gymbox-setup
+want=$(cat pyproject.toml setup.py "$0" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "setup: .venv is up to date"
+    exit 0
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"
+echo "$want" > "$stamp"
+echo "setup: .venv ready ($(.venv/bin/python -m pip list 2>/dev/null | wc -l) packages)"

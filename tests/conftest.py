@@ -1,0 +1,36 @@
+"""Shared fixtures: tasks of the echo suite, and runtimes of each kind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gymbox.environments.runtime import LocalRuntime, ProcessRuntime, Runtime
+from gymbox.tasks import TaskSpec, load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+# Child server processes import the test environments from this checkout.
+CHILD_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+
+
+@pytest.fixture
+def echo_task() -> TaskSpec:
+    return load_suite("echo-demo").tasks[0]
+
+
+@pytest.fixture(params=["local", "process"])
+async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
+    """The echo environment behind each runtime: the same tests must pass against all of them."""
+    rt: Runtime = LocalRuntime("echo") if request.param == "local" else ProcessRuntime("echo")
+    async with rt:
+        yield rt
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[ProcessRuntime]:
+    """The echo environment served on a loopback port, for raw HTTP and WebSocket tests."""
+    async with ProcessRuntime("echo", uds=False, capacity=8, env_vars=CHILD_ENV) as rt:
+        yield rt

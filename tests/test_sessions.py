@@ -1,0 +1,174 @@
+"""The session host: limits, expiry, capacity, crashes and timeouts, with no network in between."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gymbox.environments.api.errors import (
+    CapacityError,
+    EnvCrashed,
+    EpisodeOver,
+    InvalidTask,
+    SessionExpired,
+    StepTimeout,
+    UnknownSession,
+)
+from gymbox.environments.api.models import Action, StepRequest, StepResult, ToolCall
+from gymbox.environments.api.sessions import SessionHost
+from gymbox.environments.echo.env import EchoEnv
+from gymbox.tasks.spec import Limits, TaskSpec
+from tests.envs import CrashEnv, SlowEnv, WrongReturnEnv
+
+
+def step(host: SessionHost, session: str, action: Action | None = None) -> asyncio.Future[StepResult]:
+    return host.step(session, StepRequest(session=session, action=action or Action()))  # type: ignore[return-value]
+
+
+async def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_turn_limit_truncates_then_refuses(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    task = echo_task.model_copy(update={"limits": Limits(max_turns=2)})
+    started = await host.reset(task, 5)
+    first = await step(host, started.session)
+    assert not first.truncated
+    second = await step(host, started.session)
+    assert second.truncated and not second.terminated and second.info["truncated_by"] == "max_turns"
+    with pytest.raises(EpisodeOver, match="start a new one"):
+        await step(host, started.session)
+
+
+async def test_episode_time_limit_truncates(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    task = echo_task.model_copy(update={"limits": Limits(max_seconds=0.05)})
+    started = await host.reset(task, 5)
+    await asyncio.sleep(0.06)
+    result = await step(host, started.session)
+    assert result.truncated and result.info["truncated_by"] == "max_seconds"
+
+
+async def test_terminated_is_not_truncated(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    task = echo_task.model_copy(update={"limits": Limits(max_turns=1)})
+    started = await host.reset(task, 5)
+    result = await step(host, started.session, Action(tool_calls=[ToolCall.make("submit")]))
+    assert result.terminated and not result.truncated
+
+
+async def test_capacity_gives_a_clear_error_and_frees_on_close(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv, capacity=2)
+    a = await host.reset(echo_task, 1)
+    await host.reset(echo_task, 2)
+    with pytest.raises(CapacityError, match="capacity"):
+        await host.reset(echo_task, 3)
+    assert (await host.close(a.session)).closed
+    await host.reset(echo_task, 3)
+
+
+async def test_idle_sessions_expire_with_their_own_error(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv, idle_timeout=0.1)
+    echo_task = echo_task.model_copy(update={"limits": Limits(max_turns=1000)})
+    idle = await host.reset(echo_task, 1)
+    busy = await host.reset(echo_task, 2)
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # keep one session busy while the other goes idle
+        await step(host, busy.session)
+        await asyncio.sleep(0.02)
+    with pytest.raises(SessionExpired, match="expired"):
+        await step(host, idle.session)
+    await step(host, busy.session)
+
+
+async def test_close_twice_and_unknown_ids_are_harmless(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    started = await host.reset(echo_task, 1)
+    assert (await host.close(started.session)).closed
+    assert not (await host.close(started.session)).closed
+    assert not (await host.close("never-existed")).closed
+    with pytest.raises(UnknownSession, match="closed"):
+        await step(host, started.session)
+    with pytest.raises(UnknownSession, match="created by reset"):
+        await step(host, "never-existed")
+
+
+async def test_foreign_task_is_refused(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    for env in ("toolcall", "echo@v9"):
+        with pytest.raises(InvalidTask, match="send it to a server"):
+            await host.reset(echo_task.model_copy(update={"env": env}), 1)
+    assert await host.reset(echo_task.model_copy(update={"env": "echo@v1"}), 1)
+    with pytest.raises(InvalidTask, match=r"payload\.word"):
+        await host.reset(echo_task.model_copy(update={"payload": {}}), 1)
+    assert len(host.sessions) == 1
+
+
+async def test_a_crash_closes_that_session_only(echo_task: TaskSpec) -> None:
+    host = SessionHost(CrashEnv)
+    victim = await host.reset(echo_task, 1)
+    bystander = await host.reset(echo_task, 2)
+    with pytest.raises(EnvCrashed, match="RuntimeError in step: boom"):
+        await step(host, victim.session, Action(text="crash"))
+    with pytest.raises(UnknownSession, match="crashed"):
+        await step(host, victim.session)
+    assert (await step(host, bystander.session)).observation.messages
+
+
+async def test_an_environment_returning_the_wrong_type_is_a_crash(echo_task: TaskSpec) -> None:
+    host = SessionHost(WrongReturnEnv)
+    started = await host.reset(echo_task, 1)
+    with pytest.raises(EnvCrashed, match="not a StepResult"):
+        await step(host, started.session)
+
+
+async def test_a_slow_step_times_out_and_close_waits_for_it(echo_task: TaskSpec) -> None:
+    host = SessionHost(SlowEnv)
+    SlowEnv.closed.clear()
+    task = echo_task.model_copy(update={"payload": {"step_seconds": 0.5}, "limits": Limits(step_seconds=0.1)})
+    started = await host.reset(task, 1)
+    began = time.monotonic()
+    with pytest.raises(StepTimeout, match="step_seconds"):
+        await step(host, started.session)
+    assert time.monotonic() - began < 0.4
+    assert started.session not in host.sessions and not SlowEnv.closed
+    await wait_until(lambda: bool(SlowEnv.closed))
+    assert SlowEnv.closed[0] - began >= 0.45  # closed only after the step returned
+
+
+async def test_steps_of_different_sessions_run_concurrently(echo_task: TaskSpec) -> None:
+    host = SessionHost(SlowEnv)
+    task = echo_task.model_copy(update={"payload": {"step_seconds": 0.3}})
+    sessions = [(await host.reset(task, i)).session for i in range(4)]
+    began = time.monotonic()
+    await asyncio.gather(*(step(host, s) for s in sessions))
+    assert time.monotonic() - began < 0.9  # four 0.3 s steps overlap
+
+
+async def test_state_reports_turns_and_env_state(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    started = await host.reset(echo_task, 9)
+    await step(host, started.session, Action(tool_calls=[ToolCall.make("echo", {"word": echo_task.payload["word"]})]))
+    state = await host.state(started.session)
+    assert state.turn == 1 and state.seed == 9 and state.env_state["said"] == 1 and not state.done
+
+
+async def test_reset_without_seed_derives_it_from_the_task(echo_task: TaskSpec) -> None:
+    host = SessionHost(EchoEnv)
+    a, b = await host.reset(echo_task, None), await host.reset(echo_task, None)
+    assert a.seed == b.seed and a.observation == b.observation
+    seeded = echo_task.model_copy(update={"seed": 42})
+    assert (await host.reset(seeded, None)).seed == 42
+
+
+def test_configuration_is_validated() -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        SessionHost(EchoEnv, capacity=0)
+    with pytest.raises(ValueError, match="idle_timeout"):
+        SessionHost(EchoEnv, idle_timeout=0)
