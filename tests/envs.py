@@ -66,3 +66,10 @@ class CrashOnBadActionEnv(EchoEnv):
 class WrongReturnEnv(EchoEnv):
     def step(self, action: Action) -> StepResult:
         return {"observation": {}}  # type: ignore[return-value]
+
+
+class GradedEnv(EchoEnv):
+    """Grades a cut-off episode by how many words it heard."""
+
+    def grade(self) -> dict[str, float]:
+        return {"graded": 1.0, "heard": float(self.said)}

@@ -20,7 +20,7 @@ from gymbox.environments.api.models import Action, StepRequest, StepResult, Tool
 from gymbox.environments.api.sessions import SessionHost
 from gymbox.environments.echo.env import EchoEnv
 from gymbox.tasks.spec import Limits, TaskSpec
-from tests.envs import CrashEnv, SlowEnv, WrongReturnEnv
+from tests.envs import CrashEnv, GradedEnv, SlowEnv, WrongReturnEnv
 
 
 def step(host: SessionHost, session: str, action: Action | None = None) -> asyncio.Future[StepResult]:
@@ -44,6 +44,16 @@ async def test_turn_limit_truncates_then_refuses(echo_task: TaskSpec) -> None:
     assert second.truncated and not second.terminated and second.info["truncated_by"] == "max_turns"
     with pytest.raises(EpisodeOver, match="start a new one"):
         await step(host, started.session)
+
+
+async def test_a_cut_off_episode_is_graded_once(echo_task: TaskSpec) -> None:
+    host = SessionHost(GradedEnv)
+    task = echo_task.model_copy(update={"limits": Limits(max_turns=2)})
+    started = await host.reset(task, 5)
+    word = Action(tool_calls=[ToolCall.make("echo", {"word": task.payload["word"]})])
+    assert "graded" not in (await step(host, started.session, word)).signals
+    last = await step(host, started.session, word)
+    assert last.truncated and last.signals["graded"] == 1.0 and last.signals["heard"] == 2.0
 
 
 async def test_episode_time_limit_truncates(echo_task: TaskSpec) -> None:

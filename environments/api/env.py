@@ -37,6 +37,14 @@ class Environment(ABC):
     def step(self, action: Action) -> StepResult:
         """Apply the agent's action. Agent mistakes become observations, never exceptions."""
 
+    def grade(self) -> dict[str, float]:
+        """Signals for an episode that a limit cut off (turns, time); environments that grade on submit grade here.
+
+        The server calls it once, after the step that reached the limit, and merges what it returns into that
+        step's signals.
+        """
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, most environments hold nothing to free
         """Free what the episode holds; called once per session."""
 

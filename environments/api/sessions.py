@@ -146,6 +146,8 @@ class SessionHost:
                     result.truncated, result.info["truncated_by"] = True, "max_turns"
                 elif session.last_used - session.created >= limits.max_seconds:
                     result.truncated, result.info["truncated_by"] = True, "max_seconds"
+                if result.truncated:
+                    result.signals.update(await self._run(session, session.env.grade, what="grade"))
             session.done = result.done
             return result
 
