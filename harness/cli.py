@@ -12,6 +12,7 @@ from rich.table import Table
 
 from gymbox.environments.api.errors import EnvError
 from gymbox.environments.api.registry import default_registry
+from gymbox.harness.cli_docker import add_commands as add_docker_commands
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import UnknownSuite, list_suites, load_suite
 
@@ -41,7 +42,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         for column in ("suite", "environments", "tasks", "train", "test"):
             table.add_column(column)
         for name in list_suites():
-            suite = load_suite(name)
+            try:
+                suite = load_suite(name)
+            except Exception as exc:  # one broken suite must not hide the others
+                table.add_row(name, f"[red]cannot load: {type(exc).__name__}: {exc}[/red]", "", "", "")
+                continue
             splits = [str(sum(t.split == s for t in suite.tasks)) for s in ("train", "test")]
             table.add_row(name, ", ".join(suite.envs), str(len(suite)), *splits)
         console.print(table)
@@ -71,10 +76,12 @@ def cmd_check_env(args: argparse.Namespace) -> int:
     from gymbox.environments.api.checker import check_runtime
     from gymbox.environments.runtime import make_runtime
 
+    kind = args.runtime or ("docker" if default_registry().load(args.env).isolation == "container" else "process")
+
     async def run() -> int:
-        async with make_runtime(args.runtime, args.env) as runtime:
+        async with make_runtime(kind, args.env) as runtime:
             report = await check_runtime(runtime, max_tasks=args.tasks, seed=args.seed)
-        table = Table(title=f"check-env {report.env} ({args.runtime} runtime, tasks: {', '.join(report.tasks)})")
+        table = Table(title=f"check-env {report.env} ({kind} runtime, tasks: {', '.join(report.tasks)})")
         for column in ("check", "result", "seconds", "detail"):
             table.add_column(column, overflow="fold")
         for r in report.results:
@@ -154,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     p = add("check-env", cmd_check_env, "check that an environment follows the step API's rules")
     p.add_argument("env")
-    p.add_argument("--runtime", choices=["local", "process"], default="process")
+    p.add_argument("--runtime", choices=["local", "process", "docker"],
+                   help="default: docker for container environments, process for the others")
     p.add_argument("--tasks", type=int, default=6, help="how many tasks of its suites to probe")
     p.add_argument("--seed", type=int, default=1234)
     p = add("play", cmd_play, "play an episode yourself, in the terminal")
@@ -164,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--url", help="play against a running server (http://127.0.0.1:8000)")
     p.add_argument("--uds", help="play against a running server on this Unix socket")
+    add_docker_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")

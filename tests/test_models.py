@@ -64,3 +64,10 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     assert derive_seed(0, "task-1", 0) == derive_seed(0, "task-1", 0)
     seeds = {derive_seed(0, "task-1", i) for i in range(100)}
     assert len(seeds) == 100 and all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize("arguments", ['{"n": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000])
+def test_pathological_arguments_are_an_agent_mistake(arguments: str) -> None:
+    call = ToolCall.model_validate({"id": "c", "function": {"name": "f", "arguments": arguments}})
+    with pytest.raises(InvalidAction):
+        call.args()

@@ -52,15 +52,23 @@ class CheckReport:
 
 
 def sample_tasks(suite_names: Sequence[str], limit: int = 6) -> list[TaskSpec]:
-    """Up to `limit` tasks from the suites, one per category first, so every kind of task is probed."""
-    tasks = [t for name in suite_names for t in load_suite(name).tasks]
-    chosen, seen = [], set()
-    for task in tasks:
-        if task.category not in seen:
-            seen.add(task.category)
-            chosen.append(task)
-    chosen += [t for t in tasks if t not in chosen]
-    return chosen[:limit]
+    """Up to `limit` tasks, taking a new category from each suite in turn, so every kind of task is probed."""
+    queues = []
+    for name in suite_names:
+        by_category: dict[str, list[TaskSpec]] = {}
+        for task in load_suite(name).tasks:
+            by_category.setdefault(task.category, []).append(task)
+        # One task per category first, then the rest of each category.
+        firsts = [tasks[0] for tasks in by_category.values()]
+        queues.append(firsts + [t for tasks in by_category.values() for t in tasks[1:]])
+    chosen: list[TaskSpec] = []
+    while len(chosen) < limit and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                task = queue.pop(0)
+                if task not in chosen:
+                    chosen.append(task)
+    return chosen
 
 
 def _expect(condition: bool, message: str) -> None:

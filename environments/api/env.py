@@ -21,6 +21,8 @@ class Environment(ABC):
     description: ClassVar[str] = ""
     tools: ClassVar[list[ToolSpec]] = []
     suites: ClassVar[list[str]] = []
+    # "shared": one server hosts many sessions; "container": each episode gets its own container.
+    isolation: ClassVar[str] = "shared"
     # True when reset and step are cheap and never block: the server then runs them on its event loop
     # instead of a worker thread.
     inline: ClassVar[bool] = False

@@ -39,6 +39,8 @@ class ToolCall(Model):
                 f"arguments of {self.function.name!r} are not valid JSON ({exc.msg} at {exc.pos}); "
                 "send a JSON object such as {\"path\": \"a.txt\"}"
             ) from exc
+        except (ValueError, RecursionError) as exc:  # integers past Python's digit limit, absurd nesting
+            raise InvalidAction(f"arguments of {self.function.name!r} cannot be decoded: {exc}") from exc
         if not isinstance(value, dict):
             raise InvalidAction(
                 f"arguments of {self.function.name!r} must be a JSON object, got {type(value).__name__}"
@@ -142,6 +144,7 @@ class EnvSpec(Model):
     description: str = ""
     tools: list[ToolSpec] = Field(default_factory=list)
     suites: list[str] = Field(default_factory=list)
+    isolation: Literal["shared", "container"] = "shared"
     capacity: int = 0
     idle_timeout: float = 0.0
 

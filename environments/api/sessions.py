@@ -97,7 +97,7 @@ class SessionHost:
     def spec(self) -> EnvSpec:
         cls = self.env_cls
         return EnvSpec(id=cls.env_id(), name=cls.name, version=cls.version, description=cls.description,
-                       tools=list(cls.tools), suites=list(cls.suites), capacity=self.capacity,
+                       tools=list(cls.tools), suites=list(cls.suites), isolation=cls.isolation, capacity=self.capacity,
                        idle_timeout=self.idle_timeout)
 
     # ---- episode operations ----------------------------------------------------------------------------

@@ -29,6 +29,30 @@ class Decoded:
         return self.known and self.args is not None
 
 
+# Backends compute with Python numbers: `power(10, 10**9)` or a logarithm to a million digits would stall the
+# server for minutes. No BFCL answer comes near these bounds (its precisions are at most 10).
+LARGEST_INTEGER = 10**12
+COSTLY_ARGUMENTS = {"precision": 1000, "exponent": 1000}  # argument name -> largest magnitude accepted
+
+
+def too_costly(args: dict[str, Any]) -> str | None:
+    """Why running a call with these arguments is refused, or None when it may run."""
+    for name, limit in COSTLY_ARGUMENTS.items():
+        value = args.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > limit:
+            return f"{name} may be at most {limit} in this environment"
+    pending: list[Any] = [args]  # iterative: arguments may nest deeper than the recursion limit allows
+    while pending:
+        item = pending.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > LARGEST_INTEGER:
+            return f"integers beyond +-{LARGEST_INTEGER} are refused in this environment"
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+    return None
+
+
 def describe(schema: dict[str, Any]) -> str:
     """A one-line summary of a tool's parameters, for error messages."""
     required = set(schema.get("required") or [])
@@ -60,6 +84,8 @@ class Toolset:
             bad_json = None
         except InvalidAction as err:
             args, bad_json = None, err.message
+        except (ValueError, RecursionError) as err:  # integers with too many digits, nesting too deep
+            args, bad_json = None, f"arguments of {call.function.name!r} cannot be decoded: {err}"
         name = self.names.resolve(call.function.name)
         if name is None:
             offered = ", ".join(s.function.name for s in self.specs) or "none"

@@ -22,7 +22,7 @@ class ToolCallEnv(Environment):
     version = "v1"
     description = "Call functions from the Berkeley Function Calling Leaderboard: single-turn and stateful multi-turn."
     tools: ClassVar[list[ToolSpec]] = []  # every task brings its own functions
-    suites: ClassVar[list[str]] = ["toolcall-single", "toolcall-multi", "toolcall-smoke"]
+    suites: ClassVar[list[str]] = ["toolcall-multi", "toolcall-single", "toolcall-smoke"]
 
     def __init__(self) -> None:
         self.episode: SingleTurnEpisode | MultiTurnEpisode | None = None

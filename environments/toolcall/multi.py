@@ -23,7 +23,7 @@ from gymbox.environments.toolcall.backends import (
     missing_results,
     state_differences,
 )
-from gymbox.environments.toolcall.calls import Toolset
+from gymbox.environments.toolcall.calls import Toolset, too_costly
 from gymbox.environments.toolcall.single import chat_messages
 
 MAX_STEPS_PER_TURN = 20  # the leaderboard's limit of tool-calling steps within one user turn
@@ -108,6 +108,12 @@ class MultiTurnEpisode:
                 messages.append(tool_message(call, f"Error: {decoded.error}"))
                 self.errors += 1
                 continue
+            refusal = too_costly(decoded.args or {})
+            if refusal:
+                well_formed = False
+                messages.append(tool_message(call, f"Error: {refusal}; the call was not run."))
+                self.errors += 1
+                continue
             # A call that breaks its schema still runs, as on the leaderboard (a Python backend may accept it);
             # the agent is told what was wrong alongside the result.
             try:
@@ -122,8 +128,7 @@ class MultiTurnEpisode:
             messages.append(tool_message(call, shown))
         self.steps += 1
         signals = {"valid_action": float(well_formed and not raised), "well_formed": float(well_formed),
-                   "calls": float(self.calls),
-                   "errors": float(self.errors)}
+                   "calls": float(self.calls), "errors": float(self.errors)}
         if self.steps >= MAX_STEPS_PER_TURN:
             # The leaderboard gives up on an entry whose turn runs this long; so does the environment.
             signals.update(self._final_signals())
@@ -142,7 +147,8 @@ class MultiTurnEpisode:
         if self.turn >= len(self.turns):
             signals.update(self._final_signals())
             info["turns"] = self._turn_log()
-            return StepResult(observation=Observation(), terminated=True, reward=signals["success"],
+            done = Message(role="user", content="That was my last request; thank you. The conversation is over.")
+            return StepResult(observation=Observation(messages=[done]), terminated=True, reward=signals["success"],
                               signals=signals, info=info)
         messages, changed = self._open_turn()
         observation = Observation(messages=messages, tools=list(self.tools.specs) if changed else None)

@@ -19,7 +19,11 @@ CHECKS = {
 
 
 def chat_messages(raw: list[dict[str, Any]]) -> list[Message]:
-    """BFCL's question messages as chat messages."""
+    """BFCL's question messages as chat messages; `InvalidTask` for a role outside the chat conventions."""
+    roles = ("system", "user", "assistant")
+    for m in raw:
+        if not isinstance(m, dict) or m.get("role") not in roles:
+            raise InvalidTask(f"task message {m!r:.80} needs a role among {roles}")
     return [Message(role=m["role"], content=str(m.get("content", ""))) for m in raw]
 
 
@@ -52,7 +56,7 @@ class SingleTurnEpisode:
         messages = [
             tool_message(call, f"Error: {d.error}" if d.error else "Recorded. This task ends after one reply.")
             for call, d in zip(action.tool_calls, decoded, strict=True)
-        ]
+        ] or [Message(role="user", content="Recorded: no function was called. This task ends after one reply.")]
         mismatch = self._mismatch([(d.name, d.args) for d in decoded if d.args is not None], len(decoded))
         match = float(mismatch is None)
         self.calls, self.done = len(decoded), True
