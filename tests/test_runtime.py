@@ -77,5 +77,5 @@ def test_server_dies_with_its_owner_even_on_sigkill() -> None:
 
 
 def test_unknown_runtime_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="choose one of local, process"):
+    with pytest.raises(ValueError, match="choose one of local, process, docker"):
         make_runtime("kubernetes", "echo")

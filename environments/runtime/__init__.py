@@ -1,4 +1,4 @@
-"""Runtimes: where environment servers run (in-process, a child process; containers plug in the same way)."""
+"""Runtimes: where environment servers run: in-process, in a child process, or in a container per episode."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Any
 
 from gymbox.environments.api.env import Environment
 from gymbox.environments.runtime.base import Runtime
+from gymbox.environments.runtime.docker import ContainerLimits, DockerRuntime
 from gymbox.environments.runtime.local import LocalRuntime
 from gymbox.environments.runtime.process import ProcessRuntime
 
-RUNTIMES: dict[str, type[Runtime]] = {"local": LocalRuntime, "process": ProcessRuntime}
+RUNTIMES: dict[str, type[Runtime]] = {"local": LocalRuntime, "process": ProcessRuntime, "docker": DockerRuntime}
 
 
 def make_runtime(kind: str, env: str | type[Environment], **options: Any) -> Runtime:
@@ -21,4 +22,4 @@ def make_runtime(kind: str, env: str | type[Environment], **options: Any) -> Run
     return cls(env, **options)
 
 
-__all__ = ["RUNTIMES", "LocalRuntime", "ProcessRuntime", "Runtime", "make_runtime"]
+__all__ = ["RUNTIMES", "ContainerLimits", "DockerRuntime", "LocalRuntime", "ProcessRuntime", "Runtime", "make_runtime"]

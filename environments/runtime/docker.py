@@ -1,0 +1,261 @@
+"""The `docker` runtime: one container per episode, from a warm pool, reached through a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gymbox.environments.api.client import EnvClient, WsChannel
+from gymbox.environments.api.env import Environment
+from gymbox.environments.api.errors import EnvError, TransportError
+from gymbox.environments.api.models import ServerRequest
+from gymbox.environments.api.registry import load_target
+from gymbox.environments.runtime.base import Runtime, target_of
+from gymbox.environments.runtime.containers import labels, reap
+from gymbox.environments.runtime.images import image_name
+
+log = logging.getLogger(__name__)
+SOCKET_DIR = "/run/gymbox"
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """Resources and privileges of one episode's container."""
+
+    cpus: float = 1.0
+    memory: str = "1g"
+    pids: int = 256
+    workspace: str = "256m"  # size of the writable workspace (a tmpfs, so it also counts against memory)
+    tmp: str = "64m"
+    network: bool = False  # tasks that need the network say so; the default is none at all
+    user: str = "1000:1000"
+
+    def run_options(self) -> dict[str, Any]:
+        return {
+            "network_mode": "bridge" if self.network else "none",
+            "nano_cpus": int(self.cpus * 1e9), "mem_limit": self.memory, "memswap_limit": self.memory,
+            "pids_limit": self.pids, "read_only": True, "user": self.user,
+            "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True,
+            "tmpfs": {"/workspace": f"size={self.workspace},mode=0755,uid=1000,gid=1000",
+                      "/tmp": f"size={self.tmp},mode=1777"},
+        }
+
+
+@dataclass(eq=False)
+class Container:
+    id: str
+    name: str
+    socket_dir: Path
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def socket(self) -> str:
+        return str(self.socket_dir / "env.sock")
+
+
+class DockerRuntime(Runtime):
+    """Hands each episode a container of its own from a warm pool that refills in the background.
+
+    Containers run the environment's server with no network, no capabilities, a read-only root file system and
+    a size-limited writable workspace; each is labeled with its owner and expiry, and a reaper removes those
+    whose owner is gone or whose time has passed (at start, and while the runtime runs).
+    """
+
+    kind = "docker"
+
+    def __init__(self, env: str | type[Environment], *, image: str | None = None, pool_size: int = 2,
+                 limits: ContainerLimits | None = None, ttl: float = 3600.0, start_timeout: float = 60.0,
+                 reap_every: float = 60.0) -> None:
+        self.target = target_of(env)
+        self.env_cls = env if isinstance(env, type) else load_target(env)
+        self.image = image or image_name(self.env_cls.name)
+        self.pool_size = pool_size
+        self.limits = limits or ContainerLimits()
+        self.ttl = ttl
+        self.start_timeout = start_timeout
+        self.reap_every = reap_every
+        self.image_id: str | None = None
+        self._docker: Any = None
+        self._pool: asyncio.Queue[Container] = asyncio.Queue()
+        self._starting = 0
+        self._leased: set[Container] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._workdir: Path | None = None
+        self._stopped = False
+        self._last_error: str | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import docker
+        import docker.errors
+
+        if self._docker is not None:
+            return
+        try:
+            self._docker = await asyncio.to_thread(docker.from_env)
+            image = await asyncio.to_thread(self._docker.images.get, self.image)
+        except docker.errors.ImageNotFound:
+            raise TransportError(f"no image {self.image}; build it with `gymbox images build "
+                                 f"{self.env_cls.name}`") from None
+        except docker.errors.DockerException as exc:
+            raise TransportError(f"cannot reach the Docker engine ({exc}); is dockerd running?") from exc
+        self.image_id = image.id
+        self._workdir = Path(tempfile.mkdtemp(prefix="gymbox-docker-"))
+        os.chmod(self._workdir, 0o755)
+        removed = await asyncio.to_thread(reap, self._docker)
+        for info, reason in removed:
+            log.info("reaped container %s (%s): %s", info.name, info.env, reason)
+        self._spawn(self._reap_forever(), name="reaper")
+        self._refill()
+
+    async def stop(self) -> None:
+        if self._docker is None or self._stopped:
+            return
+        self._stopped = True
+        # Engine calls run in threads and cannot be cancelled halfway: let starts and removals finish (a start
+        # removes its own container once it sees the runtime stopped, see _start_one); only the reaper stops.
+        for task in self._tasks:
+            if task.get_name() == "reaper":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        doomed = list(self._leased)
+        while not self._pool.empty():
+            doomed.append(self._pool.get_nowait())
+        await asyncio.gather(*(self._remove(c) for c in doomed))
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    # ---- episodes --------------------------------------------------------------------------------------------
+
+    async def client(self, *, timeout: float = 60.0) -> EnvClient:
+        """A client on a container of its own; closing the client removes the container."""
+        if self._docker is None or self._stopped:
+            raise TransportError("the docker runtime is not started; use `async with DockerRuntime(...)`")
+        for _ in range(3):  # a container that died in the pool is replaced, a bounded number of times
+            container = await self._take()
+            try:
+                channel = await WsChannel.connect(uds=container.socket)
+                await channel.call(ServerRequest(op="health"), timeout=5.0)
+            except EnvError as exc:
+                log.warning("container %s failed its health check (%s); replacing it", container.name, exc)
+                self._spawn(self._remove(container))
+                continue
+            self._leased.add(container)
+
+            async def release(container: Container = container, channel: WsChannel = channel) -> None:
+                await channel.aclose()
+                self._leased.discard(container)
+                self._spawn(self._remove(container))  # removal (about 0.3 s) must not hold up the episode loop
+
+            return EnvClient(channel, timeout=timeout, on_close=release)
+        raise TransportError(f"three containers of {self.image} in a row failed their health check; see "
+                             "`docker logs` of the gymbox containers, or `gymbox containers ls`")
+
+    # ---- the pool ------------------------------------------------------------------------------------------
+
+    async def _take(self) -> Container:
+        """The next ready container; raises with the engine's own words when containers cannot start."""
+        deadline = time.monotonic() + self.start_timeout + 10
+        while True:
+            if self._pool.empty() and self._starting == 0:
+                if self._last_error is not None:
+                    raise TransportError(f"cannot start a container of {self.image}: {self._last_error}")
+                self._refill(extra=1)
+            try:
+                container = await asyncio.wait_for(self._pool.get(), 0.5)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TransportError(f"no container of {self.image} became ready within "
+                                         f"{self.start_timeout + 10:g} s") from None
+                continue
+            self._refill()
+            return container
+
+    def _refill(self, extra: int = 0) -> None:
+        missing = self.pool_size + extra - self._pool.qsize() - self._starting
+        for _ in range(max(missing, 0)):
+            self._starting += 1
+            self._spawn(self._start_one(), name="start-container")
+
+    async def _start_one(self) -> None:
+        try:
+            container = await self._run_container()
+        except Exception as exc:
+            log.error("could not start a container of %s: %s", self.image, exc)
+            self._last_error = str(exc)
+            self._starting -= 1
+            return
+        self._starting -= 1
+        self._last_error = None
+        if self._stopped:
+            await self._remove(container)
+        else:
+            self._pool.put_nowait(container)
+
+    async def _run_container(self) -> Container:
+        assert self._workdir is not None
+        name = f"gymbox-{self.env_cls.name}-{uuid.uuid4().hex[:10]}"
+        socket_dir = self._workdir / name
+        socket_dir.mkdir()
+        os.chmod(socket_dir, 0o777)  # the server inside runs as an unprivileged user
+        options = self.limits.run_options()
+        # `timeout` bounds the server's life inside the container even if no reaper ever runs again.
+        command = ["timeout", str(int(self.ttl)), "/opt/gymbox/bin/gymbox", "serve", self.env_cls.env_id(),
+                   "--uds", f"{SOCKET_DIR}/env.sock", "--capacity", "1", "--idle-timeout", str(int(self.ttl))]
+        raw = await asyncio.to_thread(
+            self._docker.containers.run, self.image, command, name=name, detach=True,
+            labels=labels(self.env_cls.env_id(), self.ttl), volumes={str(socket_dir): {"bind": SOCKET_DIR}},
+            environment={"GYMBOX_WORKSPACE": "/workspace"}, **options)
+        container = Container(raw.id, name, socket_dir)
+        try:
+            await self._wait_healthy(container)
+        except BaseException:
+            await self._remove(container)
+            raise
+        return container
+
+    async def _wait_healthy(self, container: Container) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        transport = httpx.AsyncHTTPTransport(uds=container.socket)
+        async with httpx.AsyncClient(transport=transport, base_url="http://container", timeout=2.0) as http:
+            while True:
+                if os.path.exists(container.socket):
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get("/health")).status_code == 200:
+                            return
+                raw = await asyncio.to_thread(self._docker.containers.get, container.id)
+                if raw.status in ("exited", "dead"):
+                    logs = raw.logs(tail=20).decode(errors="replace")
+                    raise TransportError(f"container {container.name} exited while starting; its log:\n{logs}")
+                if time.monotonic() > deadline:
+                    raise TransportError(f"container {container.name} was not healthy after {self.start_timeout:g} s")
+                await asyncio.sleep(0.05)
+
+    async def _remove(self, container: Container) -> None:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            await asyncio.to_thread(self._docker.api.remove_container, container.id, force=True)
+        shutil.rmtree(container.socket_dir, ignore_errors=True)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.reap_every)
+            await asyncio.to_thread(reap, self._docker)
+
+    def _spawn(self, coro: Any, name: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

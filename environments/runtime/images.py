@@ -1,0 +1,175 @@
+"""Offline image builds: a Debian base made with debootstrap (or a registry base), and one image per environment.
+
+The project and its dependencies go in as wheels built on the host, because nothing inside a build can reach a
+package index here. Each image carries the hash of the sources it was built from; a build is skipped while that
+hash still matches, and every image's digest is recorded in `build/images.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from gymbox.environments.api.env import Environment
+
+BASE_TAG = "gymbox/base:bookworm"
+BASE_PACKAGES = ["python3", "python3-venv", "git", "ca-certificates", "procps", "psmisc", "xz-utils", "bzip2", "zip",
+                 "unzip", "file", "jq", "sqlite3", "gawk"]
+# Packages that go into an image without their declared dependencies (see scripts/setup.sh for why).
+NO_DEPS_WHEELS = {"toolcall": ["bfcl-eval==2026.3.23"]}
+Log = Callable[[str], None]
+
+
+def project_version() -> str:
+    return version("gymbox")
+
+
+def repo_root() -> Path:
+    """The source checkout this package runs from; images are built from sources, not from an installed wheel."""
+    root = Path(inspect.getfile(Environment)).resolve().parents[2]
+    if not (root / "pyproject.toml").exists():
+        raise FileNotFoundError(f"no pyproject.toml at {root}: build images from a gymbox source checkout")
+    return root
+
+
+def image_name(env_name: str) -> str:
+    return f"gymbox/{env_name}:{project_version()}"
+
+
+def dockerfile(env_cls: type[Environment]) -> Path | None:
+    path = Path(inspect.getfile(env_cls)).parent / "Dockerfile"
+    return path if path.exists() else None
+
+
+def source_hash(root: Path) -> str:
+    """A hash of everything that goes into an image: package sources, data files, build files."""
+    digest = hashlib.sha256()
+    folders = ["environments", "agent", "rewards", "harness", "tasks"]
+    files = [root / "pyproject.toml", root / "setup.py"]
+    for folder in folders:
+        files += sorted(p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (debootstrap must use the same one: nothing else is reachable)."""
+    for path in [*sorted(Path("/etc/apt/sources.list.d").glob("*")), Path("/etc/apt/sources.list")]:
+        if path.is_file():
+            match = re.search(r"^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s+)?)(\S+/debian)/?\s", path.read_text(), re.M)
+            if match:
+                return match.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def build_base(client: Any, log: Log = print) -> str:
+    """`gymbox/base:bookworm` from Debian packages with debootstrap then `docker import`; reused when present."""
+    import docker.errors
+
+    try:
+        client.images.get(BASE_TAG)
+        log(f"base image {BASE_TAG} present")
+        return BASE_TAG
+    except docker.errors.ImageNotFound:
+        pass
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is not installed: `apt-get install -y debootstrap`, or pass --base "
+                           "python:3.11-slim when a registry is reachable")
+    rootfs = Path(tempfile.mkdtemp(prefix="gymbox-rootfs-"))
+    try:
+        mirror = debian_mirror()
+        log(f"debootstrap bookworm from {mirror} (about 2 minutes)")
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", "bookworm",
+                        str(rootfs), mirror], check=True, stdout=subprocess.DEVNULL)
+        log(f"docker import {BASE_TAG}")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", BASE_TAG], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the debootstrap root file system failed")
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return BASE_TAG
+
+
+def build_wheels(root: Path, dest: Path, env_name: str, log: Log = print) -> None:
+    """Wheels of gymbox and all its dependencies, for `pip install --no-index` inside the image."""
+    dest.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    log("building wheels of gymbox and its dependencies")
+    subprocess.run([*pip, "wheel", "--wheel-dir", str(dest), str(root)], check=True)
+    extra = NO_DEPS_WHEELS.get(env_name, [])
+    if extra:
+        subprocess.run([*pip, "download", "--no-deps", "--dest", str(dest), *extra], check=True)
+    (dest / "no-deps.txt").write_text("\n".join(extra) + "\n")
+
+
+@dataclass
+class ImageRecord:
+    env: str
+    image: str
+    id: str
+    source_hash: str
+    base: str
+    built: bool
+
+
+def build_env_image(client: Any, env_cls: type[Environment], *, base: str, force: bool = False,
+                    log: Log = print) -> ImageRecord:
+    """Build (or reuse) the image of one environment from its Dockerfile."""
+    import docker.errors
+
+    path = dockerfile(env_cls)
+    if path is None:
+        raise FileNotFoundError(f"{env_cls.env_id()} has no Dockerfile beside {inspect.getfile(env_cls)}")
+    root = repo_root()
+    tag, digest = image_name(env_cls.name), source_hash(root)
+    try:
+        existing = client.images.get(tag)
+        if not force and existing.labels.get("gymbox.source_hash") == digest:
+            log(f"{tag} is up to date ({existing.id[:19]})")
+            return _record(ImageRecord(env_cls.env_id(), tag, existing.id, digest, base, built=False), root)
+    except docker.errors.ImageNotFound:
+        pass
+    context = Path(tempfile.mkdtemp(prefix="gymbox-build-"))
+    try:
+        shutil.copy(path, context / "Dockerfile")
+        build_wheels(root, context / "wheels", env_cls.name, log)
+        log(f"docker build {tag} from {base}")
+        stream = client.api.build(path=str(context), tag=tag, buildargs={"BASE_IMAGE": base}, rm=True,
+                                  forcerm=True, decode=True, network_mode="host",
+                                  labels={"gymbox.source_hash": digest, "gymbox.env": env_cls.env_id()})
+        for chunk in stream:
+            if "error" in chunk:
+                raise RuntimeError(f"docker build of {tag} failed: {chunk['error'].strip()}")
+            line = chunk.get("stream", "").strip()
+            if line.startswith("Step "):
+                log(f"  {line}")
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    image = client.images.get(tag)
+    return _record(ImageRecord(env_cls.env_id(), tag, image.id, digest, base, built=True), root)
+
+
+def _record(record: ImageRecord, root: Path) -> ImageRecord:
+    """Write the image's digest to build/images.json, so runs and trajectories can name it."""
+    path = root / "build" / "images.json"
+    path.parent.mkdir(exist_ok=True)
+    records = json.loads(path.read_text()) if path.exists() else {}
+    records[record.env] = asdict(record)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(records, indent=2, sort_keys=True))
+    tmp.replace(path)
+    return record

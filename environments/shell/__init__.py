@@ -1,0 +1,1 @@
+"""The `shell` environment: bash in a sandbox, graded by checker scripts."""
