@@ -13,6 +13,8 @@ for folder in FOLDERS:
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"": ["*.json", "*.jsonl", "*.yaml", "*.txt", "Dockerfile"]},
+    # Data files live in plain folders (tasks/data/...), not packages: list them by pattern.
+    package_data={"": ["*.json", "*.jsonl", "*.yaml", "*.txt", "Dockerfile"],
+                  "gymbox.tasks": ["data/*/*.yaml", "data/*/*.json", "data/*/*.jsonl"]},
     include_package_data=True,
 )

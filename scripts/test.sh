@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up (if needed), lints, and runs the whole test suite; extra arguments go to pytest.
+# Sets up (if needed), starts the Docker engine and builds the images (if needed), lints, and runs the whole
+# test suite; extra arguments go to pytest (e.g. -m "not container" to leave out the container tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/docker.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

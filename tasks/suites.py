@@ -13,6 +13,10 @@ from gymbox.tasks.spec import TaskSpec
 # Declared here, explicitly: importing a module never adds a suite.
 SUITES: dict[str, str] = {
     "echo-demo": "gymbox.tasks.echo:demo_tasks",
+    "toolcall-single": "gymbox.tasks.toolcall:single_turn_tasks",
+    "toolcall-multi": "gymbox.tasks.toolcall:multi_turn_tasks",
+    "toolcall-smoke": "gymbox.tasks.toolcall:smoke_tasks",
+    "shell": "gymbox.tasks.shell:tasks",
 }
 
 

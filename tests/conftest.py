@@ -34,3 +34,21 @@ async def echo_server() -> AsyncIterator[ProcessRuntime]:
     """The echo environment served on a loopback port, for raw HTTP and WebSocket tests."""
     async with ProcessRuntime("echo", uds=False, capacity=8, env_vars=CHILD_ENV) as rt:
         yield rt
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The Docker engine with the environment images built (reused when their sources have not changed)."""
+    import subprocess
+    import sys
+
+    import docker
+
+    try:
+        engine = docker.from_env()
+        engine.ping()
+    except docker.errors.DockerException as exc:
+        raise RuntimeError(f"container tests need a running Docker engine ({exc}); .ci/run starts one") from exc
+    subprocess.run([sys.executable, "-m", "gymbox.harness.cli", "images", "build", "shell", "toolcall"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return engine

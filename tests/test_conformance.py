@@ -6,15 +6,28 @@ import pytest
 
 from gymbox.environments.api.checker import check_runtime
 from gymbox.environments.api.registry import default_registry
-from gymbox.environments.runtime import LocalRuntime, ProcessRuntime
+from gymbox.environments.runtime import DockerRuntime, LocalRuntime, ProcessRuntime, Runtime
 from gymbox.tasks import load_suite
 from tests.conftest import CHILD_ENV
 from tests.envs import CrashOnBadActionEnv, NondeterministicEnv
 
 
-@pytest.mark.parametrize("env_id", default_registry().ids())
-async def test_registered_environment_conforms(env_id: str) -> None:
-    async with LocalRuntime(env_id) as runtime:
+def _in_containers(env_id: str) -> bool:
+    return default_registry().load(env_id).isolation == "container"
+
+
+@pytest.mark.parametrize("env_id", [
+    pytest.param(env_id, marks=[pytest.mark.container] if _in_containers(env_id) else [])
+    for env_id in default_registry().ids()
+])
+async def test_registered_environment_conforms(env_id: str, request: pytest.FixtureRequest) -> None:
+    """Container environments are checked in their containers; the others in-process."""
+    if _in_containers(env_id):
+        request.getfixturevalue("docker_engine")  # the engine is up and the image is built
+        runtime: Runtime = DockerRuntime(env_id, pool_size=2)
+    else:
+        runtime = LocalRuntime(env_id)
+    async with runtime:
         report = await check_runtime(runtime)
     assert report.ok, "\n".join(f"{r.name}: {r.detail}" for r in report.failures())
 

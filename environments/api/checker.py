@@ -11,6 +11,7 @@ from gymbox.environments.api.client import EnvClient
 from gymbox.environments.api.errors import EnvError, EpisodeOver, InvalidAction, InvalidTask, UnknownSession
 from gymbox.environments.api.models import (
     Action,
+    Closed,
     FunctionCall,
     Observation,
     SessionRequest,
@@ -216,10 +217,10 @@ class Checker:
             session = client.session
             first = await client.close_session()
             _expect(first is not None and first.closed, "closing an open session did not report closed=True")
-            again = await client.channel.call(SessionRequest(op="close", session=session), timeout=10)
-            _expect(again.get("closed") is False, f"closing twice answered {again}, expected closed=false")
+            again = await client.channel.call(SessionRequest(op="close", session=session), Closed, timeout=10)
+            _expect(again.closed is False, f"closing twice answered {again}, expected closed=false")
             try:
-                await client.channel.call(StepRequest(session=session, action=Action()), timeout=10)
+                await client.channel.call(StepRequest(session=session, action=Action()), StepResult, timeout=10)
                 raise CheckFailed("a step on a closed session was accepted")
             except UnknownSession:
                 pass
@@ -228,7 +229,8 @@ class Checker:
     async def check_unknown_session(self) -> str:
         async with await self._client() as client:
             try:
-                await client.channel.call(StepRequest(session=uuid.uuid4().hex, action=Action()), timeout=10)
+                await client.channel.call(StepRequest(session=uuid.uuid4().hex, action=Action()), StepResult,
+                                          timeout=10)
                 raise CheckFailed("a step on a made-up session id was accepted")
             except UnknownSession as exc:
                 return f"UnknownSession: {exc.message}"

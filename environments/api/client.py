@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
+import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, Generic, TypeVar
 
 import websockets
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection
 
 from gymbox.environments.api.errors import EnvError, InvalidRequest, StepTimeout, TransportError, from_wire
@@ -35,6 +37,22 @@ from gymbox.tasks.spec import TaskSpec
 
 M = TypeVar("M", bound=BaseModel)
 _MAX_MESSAGE = 64 * 1024 * 1024
+_REPLY_ID = re.compile(r'\s*\{\s*"id"\s*:\s*(\d+)')
+log = logging.getLogger(__name__)
+
+
+class _Reply(BaseModel, Generic[M]):
+    """A reply frame: the request's id and either its result or an error."""
+
+    id: int | None
+    ok: bool
+    result: M | None = None
+    error: dict[str, Any] | None = None
+
+
+@cache
+def _reply_adapter(model: type[M]) -> TypeAdapter[_Reply[M]]:
+    return TypeAdapter(_Reply[model])  # type: ignore[valid-type]
 
 
 class Channel(ABC):
@@ -43,8 +61,8 @@ class Channel(ABC):
     address: str
 
     @abstractmethod
-    async def call(self, request: BaseModel, timeout: float | None) -> dict[str, Any]:
-        """Send a request, wait for its result (a JSON object), or raise the typed error the server sent."""
+    async def call(self, request: BaseModel, model: type[M], timeout: float | None) -> M:
+        """Send a request and return its result as `model`, or raise the typed error the server sent."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -57,7 +75,7 @@ class WsChannel(Channel):
         self.address = address
         self._conn = connection
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Future[str]] = {}
         self._lost: EnvError | None = None
         self._reader = asyncio.create_task(self._read())
 
@@ -83,15 +101,16 @@ class WsChannel(Channel):
                                  "(`gymbox serve ENV`)?") from exc
         return cls(conn, address)
 
-    async def call(self, request: BaseModel, timeout: float | None) -> dict[str, Any]:
+    async def call(self, request: BaseModel, model: type[M], timeout: float | None) -> M:
         if self._lost is not None:
             raise self._lost
         request_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            await self._conn.send(f'{{"id":{request_id},"request":{request.model_dump_json()}}}')
-            reply = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                await self._conn.send(f'{{"id":{request_id},"request":{request.model_dump_json()}}}')
+                frame = await future
         except TimeoutError:
             op = getattr(request, "op", "request")
             raise StepTimeout(f"no reply to {op} from {self.address} within {timeout:g} s; the server may be "
@@ -100,17 +119,26 @@ class WsChannel(Channel):
             raise self._connection_lost(exc) from exc
         finally:
             self._pending.pop(request_id, None)
-        if reply.get("ok"):
-            return reply["result"]
-        raise from_wire(reply.get("error") or {})
+        try:
+            reply = _reply_adapter(model).validate_json(frame)
+        except ValidationError as exc:
+            raise InvalidRequest(f"the server at {self.address} answered with a {model.__name__} that does not "
+                                 f"validate ({exc.error_count()} errors): client and server versions differ?") from exc
+        if reply.ok and reply.result is not None:
+            return reply.result
+        raise from_wire(reply.error or {"code": "env_error", "message": "the server answered with neither "
+                                                                          "a result nor an error"})
 
     async def _read(self) -> None:
+        """Hand each reply frame to its caller by id; the caller decodes it once, into its own model."""
         try:
             async for frame in self._conn:
-                reply = json.loads(frame)
-                future = self._pending.get(reply.get("id"))
+                match = _REPLY_ID.match(frame[:64] if isinstance(frame, str) else frame[:64].decode(errors="replace"))
+                future = self._pending.get(int(match.group(1))) if match else None
                 if future is not None and not future.done():
-                    future.set_result(reply)
+                    future.set_result(frame)
+                elif match is None:
+                    log.warning("reply from %s without an id: %.200s", self.address, frame)
         except websockets.ConnectionClosed as exc:
             self._connection_lost(exc)
         except Exception as exc:  # a reader that dies silently would leave every caller waiting
@@ -142,16 +170,18 @@ class LocalChannel(Channel):
         self.address = f"local:{host.env_cls.env_id()}"
         self._owner = object()
 
-    async def call(self, request: BaseModel, timeout: float | None) -> dict[str, Any]:
+    async def call(self, request: BaseModel, model: type[M], timeout: float | None) -> M:
         try:
             decoded = REQUEST.validate_json(request.model_dump_json())
         except ValidationError as exc:
             raise InvalidRequest(f"the request does not match the step API schema: {exc}") from None
         try:
-            result = await asyncio.wait_for(self.host.handle(decoded, self._owner), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self.host.handle(decoded, self._owner)
         except TimeoutError:
             raise StepTimeout(f"no result from {self.address} within {timeout:g} s", limit=timeout) from None
-        return json.loads(result.model_dump_json())
+        # Through JSON, as on the wire: what an environment returns must survive encoding.
+        return model.model_validate_json(result.model_dump_json())
 
     async def aclose(self) -> None:
         await self.host.close_owned(self._owner)
@@ -180,13 +210,7 @@ class EnvClient:
         return cls(await WsChannel.connect(url, uds=uds), timeout=timeout, owns_channel=True)
 
     async def _call(self, request: BaseModel, model: type[M], timeout: float | None) -> M:
-        result = await self.channel.call(request, self.timeout if timeout is None else timeout)
-        try:
-            return model.model_validate(result)
-        except ValidationError as exc:
-            raise InvalidRequest(f"the server at {self.channel.address} answered with a {model.__name__} that "
-                                 f"does not validate ({exc.error_count()} errors): client and server versions "
-                                 "differ?") from exc
+        return await self.channel.call(request, model, self.timeout if timeout is None else timeout)
 
     async def reset(self, task: TaskSpec, seed: int | None = None, *, timeout: float | None = None) -> Observation:
         """Start an episode; an episode still open on this client is closed first."""

@@ -164,11 +164,11 @@ class EnvServer:
             result: BaseModel = await self.host.handle(envelope.request, owner)
             return f'{{"id":{request_id},"ok":true,"result":{result.model_dump_json()}}}'
         except EnvError as err:
-            return json.dumps({"id": request_id, "ok": False, "error": err.to_wire()})
+            return json.dumps({"id": request_id, "ok": False, "error": err.to_wire()}, separators=(",", ":"))
         except Exception as exc:  # never let one request take the connection down
             log.exception("unexpected error serving a request")
-            return json.dumps({"id": request_id, "ok": False,
-                               "error": {"code": "env_error", "message": f"server error: {exc!r}", "detail": {}}})
+            error = {"code": "env_error", "message": f"server error: {exc!r}", "detail": {}}
+            return json.dumps({"id": request_id, "ok": False, "error": error}, separators=(",", ":"))
 
 
 def _peek_id(frame: str | bytes) -> int | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 import traceback
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,9 @@ class SessionHost:
         self._ended: OrderedDict[str, str] = OrderedDict()  # id -> "closed" | "expired" | reason
         self._executor = ThreadPoolExecutor(max_workers=threads or min(64, capacity), thread_name_prefix="env")
         self._reaper: asyncio.Task[None] | None = None
+        # Session ids: a random prefix per server and a counter (a fresh uuid4 per session costs a system call).
+        self._id_prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
 
     # ---- dispatch --------------------------------------------------------------------------------------
 
@@ -114,7 +118,8 @@ class SessionHost:
         self._ensure_reaper()
         if seed is None:
             seed = task.seed if task.seed is not None else derive_seed(task.id)
-        session = Session(id=uuid.uuid4().hex, env=self.env_cls(), task=task, seed=seed, owner=owner)
+        session = Session(id=f"{self._id_prefix}{next(self._counter):x}", env=self.env_cls(), task=task, seed=seed,
+                          owner=owner)
         self.sessions[session.id] = session  # counted against capacity while it starts
         try:
             observation = await self._run(session, session.env.reset, task, seed, what="reset")

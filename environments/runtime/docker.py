@@ -19,7 +19,7 @@ import httpx
 from gymbox.environments.api.client import EnvClient, WsChannel
 from gymbox.environments.api.env import Environment
 from gymbox.environments.api.errors import EnvError, TransportError
-from gymbox.environments.api.models import ServerRequest
+from gymbox.environments.api.models import Health, ServerRequest
 from gymbox.environments.api.registry import load_target
 from gymbox.environments.runtime.base import Runtime, target_of
 from gymbox.environments.runtime.containers import labels, reap
@@ -147,7 +147,7 @@ class DockerRuntime(Runtime):
             container = await self._take()
             try:
                 channel = await WsChannel.connect(uds=container.socket)
-                await channel.call(ServerRequest(op="health"), timeout=5.0)
+                await channel.call(ServerRequest(op="health"), Health, timeout=5.0)
             except EnvError as exc:
                 log.warning("container %s failed its health check (%s); replacing it", container.name, exc)
                 self._spawn(self._remove(container))

@@ -7,6 +7,7 @@ hash still matches, and every image's digest is recorded in `build/images.json`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -104,16 +105,39 @@ def build_base(client: Any, log: Log = print) -> str:
     return BASE_TAG
 
 
-def build_wheels(root: Path, dest: Path, env_name: str, log: Log = print) -> None:
-    """Wheels of gymbox and all its dependencies, for `pip install --no-index` inside the image."""
-    dest.mkdir(parents=True, exist_ok=True)
+def build_wheels(root: Path, digest: str, log: Log = print) -> Path:
+    """Wheels of gymbox and all its dependencies, for `pip install --no-index` inside the images.
+
+    Built once per source hash into build/wheels-HASH and shared by every image of that build.
+    """
+    dest = root / "build" / f"wheels-{digest}"
+    if (dest / ".complete").exists():
+        return dest
+    for stale in (root / "build").glob("wheels-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    dest.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     log("building wheels of gymbox and its dependencies")
     subprocess.run([*pip, "wheel", "--wheel-dir", str(dest), str(root)], check=True)
-    extra = NO_DEPS_WHEELS.get(env_name, [])
+    extra = sorted({p for packages in NO_DEPS_WHEELS.values() for p in packages})
     if extra:
-        subprocess.run([*pip, "download", "--no-deps", "--dest", str(dest), *extra], check=True)
-    (dest / "no-deps.txt").write_text("\n".join(extra) + "\n")
+        subprocess.run([*pip, "download", "--no-deps", "--dest", str(dest / "no-deps"), *extra], check=True)
+    (dest / ".complete").touch()
+    return dest
+
+
+def _wheel_context(wheels: Path, context: Path, env_name: str) -> None:
+    """The build context's wheels/: hard links to the shared wheels, plus the no-deps packages this image needs."""
+    target = context / "wheels"
+    target.mkdir()
+    for wheel in wheels.glob("*.whl"):
+        os.link(wheel, target / wheel.name)
+    extra = NO_DEPS_WHEELS.get(env_name, [])
+    for package in extra:
+        name = package.split("==")[0].replace("-", "_")
+        for wheel in (wheels / "no-deps").glob(f"{name}-*.whl"):
+            os.link(wheel, target / wheel.name)
+    (target / "no-deps.txt").write_text("".join(f"{package}\n" for package in extra))
 
 
 @dataclass
@@ -136,17 +160,19 @@ def build_env_image(client: Any, env_cls: type[Environment], *, base: str, force
         raise FileNotFoundError(f"{env_cls.env_id()} has no Dockerfile beside {inspect.getfile(env_cls)}")
     root = repo_root()
     tag, digest = image_name(env_cls.name), source_hash(root)
+    previous = None
     try:
         existing = client.images.get(tag)
         if not force and existing.labels.get("gymbox.source_hash") == digest:
             log(f"{tag} is up to date ({existing.id[:19]})")
             return _record(ImageRecord(env_cls.env_id(), tag, existing.id, digest, base, built=False), root)
+        previous = existing.id
     except docker.errors.ImageNotFound:
         pass
     context = Path(tempfile.mkdtemp(prefix="gymbox-build-"))
     try:
         shutil.copy(path, context / "Dockerfile")
-        build_wheels(root, context / "wheels", env_cls.name, log)
+        _wheel_context(build_wheels(root, digest, log), context, env_cls.name)
         log(f"docker build {tag} from {base}")
         stream = client.api.build(path=str(context), tag=tag, buildargs={"BASE_IMAGE": base}, rm=True,
                                   forcerm=True, decode=True, network_mode="host",
@@ -160,6 +186,9 @@ def build_env_image(client: Any, env_cls: type[Environment], *, base: str, force
     finally:
         shutil.rmtree(context, ignore_errors=True)
     image = client.images.get(tag)
+    if previous and previous != image.id:  # the old build lost its tag: free its space unless still in use
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(previous)
     return _record(ImageRecord(env_cls.env_id(), tag, image.id, digest, base, built=True), root)
 
 

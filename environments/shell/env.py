@@ -26,7 +26,7 @@ from gymbox.environments.api import (
     unknown_tool,
 )
 from gymbox.environments.api.errors import InvalidAction, InvalidTask
-from gymbox.environments.shell.runner import run_command
+from gymbox.environments.shell.runner import CommandResult, kill_group, run_command
 
 COMMAND_SECONDS = 30.0
 SETUP_SECONDS = 120.0
@@ -69,11 +69,15 @@ class ShellEnv(Environment):
         self.task, self.seed = task, seed
         self.workspace, self._owns_workspace = _sandbox_workspace()
         _empty(self.workspace)
-        self.env = {**os.environ, "HOME": str(self.workspace), "SEED": str(seed), "TERM": "dumb"}
+        # A small fixed environment: the server's own variables are none of the agent's business, and the same
+        # seed must give the same `env` output.
+        self.env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(self.workspace),
+                    "LANG": "C.UTF-8", "TERM": "dumb", "SEED": str(seed)}
         self.commands = self.failed = 0
+        self.groups: set[int] = set()
         setup = task.payload.get("setup", "")
         if setup:
-            result = run_command(setup, self.workspace, timeout=SETUP_SECONDS, env=self.env)
+            result = self._run(setup, SETUP_SECONDS)
             if result.exit_code != 0:
                 raise InvalidTask(f"the setup script of task {task.id!r} failed: {result.render(SETUP_SECONDS)}")
         # The path is left out: it differs between runs on the host, and the same seed must give the same text.
@@ -107,8 +111,7 @@ class ShellEnv(Environment):
                 messages.append(tool_message(call, message))
                 valid = 0.0
                 continue
-            result = run_command(command, self.workspace, timeout=COMMAND_SECONDS, max_output=MAX_OUTPUT,
-                                 env=self.env)
+            result = self._run(command, COMMAND_SECONDS)
             self.commands += 1
             self.failed += result.exit_code != 0
             messages.append(tool_message(call, result.render(COMMAND_SECONDS)))
@@ -118,15 +121,22 @@ class ShellEnv(Environment):
     def grade(self) -> dict[str, float]:
         """Run every check in the workspace: success when all pass."""
         checks = self.task.payload["checks"]
-        passed = sum(run_command(check["run"], self.workspace, timeout=CHECK_SECONDS, env=self.env).exit_code == 0
-                     for check in checks)
+        passed = sum(self._run(check["run"], CHECK_SECONDS).exit_code == 0 for check in checks)
         return {"success": float(passed == len(checks)), "checks_passed": passed / len(checks),
                 "commands_failed": float(self.failed), "commands": float(self.commands)}
 
     def state(self) -> dict[str, Any]:
         return {"workspace": str(self.workspace), "commands": self.commands, "failed": self.failed}
 
+    def _run(self, command: str, timeout: float) -> CommandResult:
+        assert self.workspace is not None
+        result = run_command(command, self.workspace, timeout=timeout, max_output=MAX_OUTPUT, env=self.env)
+        self.groups.add(result.pgid)
+        return result
+
     def close(self) -> None:
+        for pgid in getattr(self, "groups", ()):  # what setup, the agent or a check left running
+            kill_group(pgid)
         if self._owns_workspace and self.workspace is not None:
             shutil.rmtree(self.workspace, ignore_errors=True)
 

@@ -18,6 +18,7 @@ _DRAIN_SECONDS = 0.5
 
 @dataclass
 class CommandResult:
+    pgid: int  # the command's process group: what it left running in the background is still in it
     exit_code: int | None  # None when the command was killed at its time limit
     output: str
     omitted_bytes: int
@@ -82,7 +83,7 @@ def run_command(command: str, cwd: Path, *, timeout: float = 30.0, max_output: i
                 exited_at = now
             if exited_at is None and now - started > timeout:
                 timed_out = True
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 proc.wait()
                 exited_at = now
             if exited_at is not None and now - exited_at > _DRAIN_SECONDS:
@@ -98,10 +99,11 @@ def run_command(command: str, cwd: Path, *, timeout: float = 30.0, max_output: i
         if proc.poll() is None and not timed_out:
             proc.wait()
     output, omitted = collector.text()
-    return CommandResult(None if timed_out else proc.returncode, output, omitted, timed_out,
+    return CommandResult(proc.pid, None if timed_out else proc.returncode, output, omitted, timed_out,
                          time.monotonic() - started)
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
+    """SIGKILL a process group; harmless when it is already gone."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
