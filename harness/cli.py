@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gymbox.environments.api.serve import serve
 
     serve(args.env, host=args.host, port=args.port, uds=args.uds, capacity=args.capacity,
-          idle_timeout=args.idle_timeout, log_level=args.log_level)
+          idle_timeout=args.idle_timeout, log_level=args.log_level, sandboxed=args.sandboxed)
     return 0
 
 
@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=int, default=256, help="most sessions at once")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session expires")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--sandboxed", action="store_true",
+                   help="inside an episode's container: ignore termination signals, hide this process's memory")
     p = add("check-env", cmd_check_env, "check that an environment follows the step API's rules")
     p.add_argument("env")
     p.add_argument("--runtime", choices=["local", "process", "docker"],

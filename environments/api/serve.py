@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -24,6 +25,30 @@ def build_config(app: EnvServer, *, host: str = "127.0.0.1", port: int = 0, uds:
         ws_max_size=4 * app.max_request_bytes, ws_ping_interval=None, lifespan="on", log_level=log_level,
         access_log=False, timeout_graceful_shutdown=5,
     )
+
+
+class _SandboxedServer(uvicorn.Server):
+    """A server that keeps no signal handlers: in a sandbox, the agent's `kill 1` must not stop it."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def _harden() -> None:
+    """Inside an episode's container, where the agent's commands run as the same user as this server.
+
+    Termination signals are ignored (init forwards the agent's `kill 1` to us; the runtime removes the container
+    with SIGKILL), and the process is made non-dumpable so that same-user processes cannot read its memory or
+    environment through /proc (the task's checks live there).
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(4, 0)  # PR_SET_DUMPABLE, 0
+    except OSError:
+        pass
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -57,21 +82,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--sandboxed", action="store_true",
+                        help="inside an episode's container: ignore termination signals, hide this process's memory")
     args = parser.parse_args(argv)
     serve(args.target, host=args.host, port=args.port, uds=args.uds, capacity=args.capacity,
           idle_timeout=args.idle_timeout, max_request_bytes=args.max_request_bytes, parent_pid=args.parent_pid,
-          log_level=args.log_level)
+          log_level=args.log_level, sandboxed=args.sandboxed)
 
 
 def serve(target: str, *, host: str = "127.0.0.1", port: int = 8000, uds: str | None = None, capacity: int = 256,
           idle_timeout: float = 600.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-          parent_pid: int | None = None, log_level: str = "warning") -> None:
+          parent_pid: int | None = None, log_level: str = "warning", sandboxed: bool = False) -> None:
     """Serve `target` until interrupted; prints one line saying where once it listens."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     env_cls = load_target(target)
     app = EnvServer(SessionHost(env_cls, capacity=capacity, idle_timeout=idle_timeout),
                     max_request_bytes=max_request_bytes)
-    server = uvicorn.Server(build_config(app, host=host, port=port, uds=uds, log_level=log_level))
+    config = build_config(app, host=host, port=port, uds=uds, log_level=log_level)
+    if sandboxed:
+        _harden()
+    server = (_SandboxedServer if sandboxed else uvicorn.Server)(config)
 
     async def run() -> None:
         if parent_pid:

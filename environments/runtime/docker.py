@@ -110,7 +110,8 @@ class DockerRuntime(Runtime):
             raise TransportError(f"no image {self.image}; build it with `gymbox images build "
                                  f"{self.env_cls.name}`") from None
         except docker.errors.DockerException as exc:
-            raise TransportError(f"cannot reach the Docker engine ({exc}); is dockerd running?") from exc
+            raise TransportError(f"cannot reach the Docker engine ({exc}); start it (`bash scripts/docker.sh` "
+                                 "installs and starts it, or run `dockerd &` as root) and try again") from exc
         self.image_id = image.id
         self._workdir = Path(tempfile.mkdtemp(prefix="gymbox-docker-"))
         os.chmod(self._workdir, 0o755)
@@ -212,8 +213,10 @@ class DockerRuntime(Runtime):
         os.chmod(socket_dir, 0o777)  # the server inside runs as an unprivileged user
         options = self.limits.run_options()
         # `timeout` bounds the server's life inside the container even if no reaper ever runs again.
-        command = ["timeout", str(int(self.ttl)), "/opt/gymbox/bin/gymbox", "serve", self.env_cls.env_id(),
-                   "--uds", f"{SOCKET_DIR}/env.sock", "--capacity", "1", "--idle-timeout", str(int(self.ttl))]
+        # (`-s KILL`: the sandboxed server ignores SIGTERM.)
+        command = ["timeout", "-s", "KILL", str(int(self.ttl)), "/opt/gymbox/bin/gymbox", "serve",
+                   self.env_cls.env_id(), "--uds", f"{SOCKET_DIR}/env.sock", "--capacity", "1",
+                   "--idle-timeout", str(int(self.ttl)), "--sandboxed"]
         raw = await asyncio.to_thread(
             self._docker.containers.run, self.image, command, name=name, detach=True,
             labels=labels(self.env_cls.env_id(), self.ttl), volumes={str(socket_dir): {"bind": SOCKET_DIR}},

@@ -67,6 +67,7 @@ class ShellEnv(Environment):
         if not isinstance(checks, list) or not checks:
             raise InvalidTask(f"shell task {task.id!r} needs payload.checks, a list of {{name, run}} scripts")
         self.task, self.seed = task, seed
+        self.command_seconds = float(task.payload.get("command_seconds", COMMAND_SECONDS))
         self.workspace, self._owns_workspace = _sandbox_workspace()
         _empty(self.workspace)
         # A small fixed environment: the server's own variables are none of the agent's business, and the same
@@ -111,10 +112,10 @@ class ShellEnv(Environment):
                 messages.append(tool_message(call, message))
                 valid = 0.0
                 continue
-            result = self._run(command, COMMAND_SECONDS)
+            result = self._run(command, self.command_seconds)
             self.commands += 1
             self.failed += result.exit_code != 0
-            messages.append(tool_message(call, result.render(COMMAND_SECONDS)))
+            messages.append(tool_message(call, result.render(self.command_seconds)))
         return StepResult(observation=Observation(messages=messages),
                           signals={"valid_action": valid, "commands_failed": float(self.failed)})
 
