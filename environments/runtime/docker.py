@@ -113,6 +113,7 @@ class DockerRuntime(Runtime):
             raise TransportError(f"cannot reach the Docker engine ({exc}); start it (`bash scripts/docker.sh` "
                                  "installs and starts it, or run `dockerd &` as root) and try again") from exc
         self.image_id = image.id
+        _warn_if_stale(image.labels or {}, self.image)
         self._workdir = Path(tempfile.mkdtemp(prefix="gymbox-docker-"))
         os.chmod(self._workdir, 0o755)
         removed = await asyncio.to_thread(reap, self._docker)
@@ -262,3 +263,17 @@ class DockerRuntime(Runtime):
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _warn_if_stale(image_labels: dict[str, str], image: str) -> None:
+    """Containers run the code baked into the image: say so when this checkout's sources have moved on."""
+    from gymbox.environments.runtime.images import repo_root, source_hash
+
+    try:
+        current = source_hash(repo_root())
+    except FileNotFoundError:
+        return  # an installed package, not a checkout: nothing to compare with
+    built = image_labels.get("gymbox.source_hash")
+    if built != current:
+        log.warning("%s was built from other sources (%s) than this checkout (%s); its containers run the old "
+                    "code until `gymbox images build` rebuilds it", image, built, current)
