@@ -14,7 +14,7 @@ import warnings
 from importlib.metadata import version
 from typing import Any
 
-from _workload import Workload, loop_name, measure, reused_sessions, run
+from _workload import Workload, loop_name, measure_all, run
 from openenv.core.client_types import StepResult
 from openenv.core.env_client import EnvClient
 from openenv.core.env_server.http_server import create_app
@@ -164,13 +164,7 @@ async def measure_openenv(work: Workload, start_timeout: float, ws: str) -> dict
             await client.connect()
             return OpenEnvEpisode(client)
 
-        figures = await measure(open_episode, work)
-        kept = [await open_episode() for _ in range(work.sessions)]
-        try:
-            figures["reused"] = await reused_sessions(kept, work)
-        finally:
-            for episode in kept:
-                await episode.close()
+        figures = await measure_all(open_episode, work)
         figures["versions"] = {p: version(p) for p in ("openenv-core", "uvicorn", "websockets", "fastapi")}
         figures["client_loop"], figures["server_ws"] = loop_name(), ws
         return figures

@@ -131,3 +131,15 @@ def loop_name() -> str:
     except ImportError:
         return "asyncio"
     return "uvloop"
+
+
+async def measure_all(open_episode: OpenEpisode, work: Workload) -> dict[str, Any]:
+    """`measure`, then the same episodes on 64 clients kept open across rounds."""
+    figures = await measure(open_episode, work)
+    kept = [await open_episode() for _ in range(work.sessions)]
+    try:
+        figures["reused"] = await reused_sessions(kept, work)
+    finally:
+        for episode in kept:
+            await episode.close()
+    return figures

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from _null_env import NULL_ACTION, NullEnv, null_task
-from _workload import Workload, loop_name, measure, reused_sessions, run
+from _workload import Workload, loop_name, measure_all, run
 from rich.console import Console
 from rich.table import Table
 
@@ -58,13 +58,7 @@ async def measure_gymbox(work: Workload, *, uds: bool) -> dict[str, Any]:
         async def open_episode() -> GymboxEpisode:
             return GymboxEpisode(await runtime.client(), TASK)
 
-        figures = await measure(open_episode, work)
-        kept = [await open_episode() for _ in range(work.sessions)]
-        try:
-            figures["reused"] = await reused_sessions(kept, work)
-        finally:
-            for episode in kept:
-                await episode.close()
+        figures = await measure_all(open_episode, work)
     figures["client_loop"] = loop_name()
     return figures
 

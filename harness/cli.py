@@ -12,6 +12,7 @@ from rich.table import Table
 
 from gymbox.environments.api.errors import EnvError
 from gymbox.environments.api.registry import default_registry
+from gymbox.environments.api.serve import add_arguments as add_serve_arguments
 from gymbox.harness.cli_docker import add_commands as add_docker_commands
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import UnknownSuite, list_suites, load_suite
@@ -65,10 +66,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gymbox.environments.api.serve import serve
+    from gymbox.environments.api.serve import serve_from_args
 
-    serve(args.env, host=args.host, port=args.port, uds=args.uds, capacity=args.capacity,
-          idle_timeout=args.idle_timeout, log_level=args.log_level, sandboxed=args.sandboxed)
+    serve_from_args(args)
     return 0
 
 
@@ -152,15 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", nargs="?")
     p.add_argument("--limit", type=int, default=50)
     p = add("serve", cmd_serve, "serve an environment on a loopback port or a Unix socket")
-    p.add_argument("env", help="environment id (toolcall, toolcall@v1) or module:Class")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--uds", help="a Unix socket path instead of a port")
-    p.add_argument("--capacity", type=int, default=256, help="most sessions at once")
-    p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session expires")
-    p.add_argument("--log-level", default="info")
-    p.add_argument("--sandboxed", action="store_true",
-                   help="inside an episode's container: ignore termination signals, hide this process's memory")
+    add_serve_arguments(p, log_level="info")
     p = add("check-env", cmd_check_env, "check that an environment follows the step API's rules")
     p.add_argument("env")
     p.add_argument("--runtime", choices=["local", "process", "docker"],

@@ -29,6 +29,7 @@ class TaskSpec(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict, description="environment-specific task data")
     seed: int | None = Field(default=None, description="the task's own seed; the episode seed is derived from it")
     limits: Limits = Field(default_factory=Limits)
+    network: bool = Field(default=False, description="the episode needs network access (container environments)")
     category: str = ""
     split: str = ""
 

@@ -185,3 +185,13 @@ async def test_the_image_digest_is_recorded(runtime: DockerRuntime) -> None:
 async def test_missing_image_says_how_to_build_it(docker_engine: docker.DockerClient) -> None:
     with pytest.raises(TransportError, match="gymbox images build"):
         await DockerRuntime("shell", image="gymbox/nothing:0").start()
+
+
+async def test_only_a_task_that_declares_it_gets_a_network(runtime: DockerRuntime) -> None:
+    networked = TASK.model_copy(update={"network": True})
+    async with await runtime.client(task=networked) as client:
+        await client.reset(networked, 1)
+        assert "eth0" in await run(client, "cat /proc/net/dev")  # an interface; no traffic is sent
+    async with await runtime.client(task=TASK) as client:
+        await client.reset(TASK, 1)
+        assert "eth0" not in await run(client, "cat /proc/net/dev")

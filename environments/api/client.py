@@ -1,4 +1,4 @@
-"""`EnvClient`: one episode at a time against any runtime, over a shared channel (WebSocket or in-process)."""
+"""`EnvClient`: one episode at a time against any runtime, over a shared `Channel` (here: the WebSocket one)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from websockets.asyncio.client import ClientConnection
 
 from gymbox.environments.api.errors import EnvError, InvalidRequest, StepTimeout, TransportError, from_wire
 from gymbox.environments.api.models import (
-    REQUEST,
     Action,
     Closed,
     EnvSpec,
@@ -32,7 +31,6 @@ from gymbox.environments.api.models import (
     StepRequest,
     StepResult,
 )
-from gymbox.environments.api.sessions import SessionHost
 from gymbox.tasks.spec import TaskSpec
 
 M = TypeVar("M", bound=BaseModel)
@@ -160,31 +158,6 @@ class WsChannel(Channel):
         self._lost = self._lost or TransportError(f"the channel to {self.address} was closed by its owner")
         await self._conn.close()
         self._reader.cancel()
-
-
-class LocalChannel(Channel):
-    """Calls a `SessionHost` in this process, through the same JSON encoding as the wire, with no network."""
-
-    def __init__(self, host: SessionHost) -> None:
-        self.host = host
-        self.address = f"local:{host.env_cls.env_id()}"
-        self._owner = object()
-
-    async def call(self, request: BaseModel, model: type[M], timeout: float | None) -> M:
-        try:
-            decoded = REQUEST.validate_json(request.model_dump_json())
-        except ValidationError as exc:
-            raise InvalidRequest(f"the request does not match the step API schema: {exc}") from None
-        try:
-            async with asyncio.timeout(timeout):
-                result = await self.host.handle(decoded, self._owner)
-        except TimeoutError:
-            raise StepTimeout(f"no result from {self.address} within {timeout:g} s", limit=timeout) from None
-        # Through JSON, as on the wire: what an environment returns must survive encoding.
-        return model.model_validate_json(result.model_dump_json())
-
-    async def aclose(self) -> None:
-        await self.host.close_owned(self._owner)
 
 
 class EnvClient:

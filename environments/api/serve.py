@@ -71,23 +71,31 @@ def _die_with_parent(parent_pid: int) -> None:
     asyncio.get_running_loop().create_task(watch())
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="gymbox-serve", description=__doc__)
-    parser.add_argument("target", help="environment id (toolcall, toolcall@v1) or module:Class")
+def add_arguments(parser: argparse.ArgumentParser, *, port: int = 8000, log_level: str = "warning") -> None:
+    """The server's options, shared by `gymbox serve` and `python -m gymbox.environments.api.serve`."""
+    parser.add_argument("target", metavar="env", help="environment id (toolcall, toolcall@v1) or module:Class")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--uds", help="serve on this Unix socket instead of a port")
     parser.add_argument("--capacity", type=int, default=256, help="most sessions at once")
     parser.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session expires")
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--log-level", default=log_level)
     parser.add_argument("--sandboxed", action="store_true",
                         help="inside an episode's container: ignore termination signals, hide this process's memory")
-    args = parser.parse_args(argv)
+
+
+def serve_from_args(args: argparse.Namespace) -> None:
     serve(args.target, host=args.host, port=args.port, uds=args.uds, capacity=args.capacity,
           idle_timeout=args.idle_timeout, max_request_bytes=args.max_request_bytes, parent_pid=args.parent_pid,
           log_level=args.log_level, sandboxed=args.sandboxed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gymbox-serve", description=__doc__)
+    add_arguments(parser)
+    serve_from_args(parser.parse_args(argv))
 
 
 def serve(target: str, *, host: str = "127.0.0.1", port: int = 8000, uds: str | None = None, capacity: int = 256,

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from gymbox.environments.api.client import EnvClient
 from gymbox.environments.api.env import Environment
 from gymbox.environments.api.models import EnvSpec
+from gymbox.tasks.spec import TaskSpec
 
 
 def target_of(env: str | type[Environment]) -> str:
@@ -29,8 +30,9 @@ class Runtime(ABC):
         """Make the server ready; raise an `EnvError` that says why when it cannot be."""
 
     @abstractmethod
-    async def client(self, *, timeout: float = 60.0) -> EnvClient:
-        """A client for one episode; closing it ends the episode and returns what it held."""
+    async def client(self, *, timeout: float = 60.0, task: TaskSpec | None = None) -> EnvClient:
+        """A client for one episode (of `task`, when the runtime must know it first, e.g. for network access);
+        closing it ends the episode and returns what it held."""
 
     @abstractmethod
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ from gymbox.environments.api.registry import load_target
 from gymbox.environments.runtime.base import Runtime, target_of
 from gymbox.environments.runtime.containers import labels, reap
 from gymbox.environments.runtime.images import image_name
+from gymbox.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 SOCKET_DIR = "/run/gymbox"
@@ -141,12 +142,16 @@ class DockerRuntime(Runtime):
 
     # ---- episodes --------------------------------------------------------------------------------------------
 
-    async def client(self, *, timeout: float = 60.0) -> EnvClient:
-        """A client on a container of its own; closing the client removes the container."""
+    async def client(self, *, timeout: float = 60.0, task: TaskSpec | None = None) -> EnvClient:
+        """A client on a container of its own; closing the client removes the container.
+
+        Pooled containers have no network; a task that declares `network` gets a container started for it.
+        """
         if self._docker is None or self._stopped:
             raise TransportError("the docker runtime is not started; use `async with DockerRuntime(...)`")
+        networked = bool(task and task.network) and not self.limits.network
         for _ in range(3):  # a container that died in the pool is replaced, a bounded number of times
-            container = await self._take()
+            container = await (self._run_container(network=True) if networked else self._take())
             try:
                 channel = await WsChannel.connect(uds=container.socket)
                 await channel.call(ServerRequest(op="health"), Health, timeout=5.0)
@@ -206,13 +211,15 @@ class DockerRuntime(Runtime):
         else:
             self._pool.put_nowait(container)
 
-    async def _run_container(self) -> Container:
+    async def _run_container(self, *, network: bool = False) -> Container:
         assert self._workdir is not None
         name = f"gymbox-{self.env_cls.name}-{uuid.uuid4().hex[:10]}"
         socket_dir = self._workdir / name
         socket_dir.mkdir()
         os.chmod(socket_dir, 0o777)  # the server inside runs as an unprivileged user
         options = self.limits.run_options()
+        if network:
+            options["network_mode"] = "bridge"
         # `timeout` bounds the server's life inside the container even if no reaper ever runs again.
         # (`-s KILL`: the sandboxed server ignores SIGTERM.)
         command = ["timeout", "-s", "KILL", str(int(self.ttl)), "/opt/gymbox/bin/gymbox", "serve",

@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
-from gymbox.environments.api.client import EnvClient, LocalChannel
+import asyncio
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gymbox.environments.api.client import Channel, EnvClient
 from gymbox.environments.api.env import Environment
-from gymbox.environments.api.errors import TransportError
+from gymbox.environments.api.errors import InvalidRequest, StepTimeout, TransportError
+from gymbox.environments.api.models import REQUEST
 from gymbox.environments.api.registry import Registry, load_target
 from gymbox.environments.api.sessions import SessionHost
 from gymbox.environments.runtime.base import Runtime, target_of
+from gymbox.tasks.spec import TaskSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class LocalChannel(Channel):
+    """Calls a `SessionHost` in this process, through the same JSON encoding as the wire, with no network."""
+
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
+        self.address = f"local:{host.env_cls.env_id()}"
+        self._owner = object()
+
+    async def call(self, request: BaseModel, model: type[M], timeout: float | None) -> M:
+        try:
+            decoded = REQUEST.validate_json(request.model_dump_json())
+        except ValidationError as exc:
+            raise InvalidRequest(f"the request does not match the step API schema: {exc}") from None
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self.host.handle(decoded, self._owner)
+        except TimeoutError:
+            raise StepTimeout(f"no result from {self.address} within {timeout:g} s", limit=timeout) from None
+        # Through JSON, as on the wire: what an environment returns must survive encoding.
+        return model.model_validate_json(result.model_dump_json())
+
+    async def aclose(self) -> None:
+        await self.host.close_owned(self._owner)
 
 
 class LocalRuntime(Runtime):
@@ -24,7 +58,7 @@ class LocalRuntime(Runtime):
         if self._channel is None:
             self._channel = LocalChannel(self.host)
 
-    async def client(self, *, timeout: float = 60.0) -> EnvClient:
+    async def client(self, *, timeout: float = 60.0, task: TaskSpec | None = None) -> EnvClient:
         if self._channel is None:
             raise TransportError("the local runtime is not started; use `async with LocalRuntime(...)`")
         return EnvClient(self._channel, timeout=timeout)

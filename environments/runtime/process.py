@@ -20,6 +20,7 @@ from gymbox.environments.api.client import EnvClient, WsChannel
 from gymbox.environments.api.env import Environment
 from gymbox.environments.api.errors import TransportError
 from gymbox.environments.runtime.base import Runtime, target_of
+from gymbox.tasks.spec import TaskSpec
 
 
 def free_port() -> int:
@@ -125,7 +126,7 @@ class ProcessRuntime(Runtime):
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
 
-    async def client(self, *, timeout: float = 60.0) -> EnvClient:
+    async def client(self, *, timeout: float = 60.0, task: TaskSpec | None = None) -> EnvClient:
         if self._channel is None:
             raise TransportError(f"the process runtime for {self.target} is not started; use `async with`")
         if self.proc is not None and self.proc.poll() is not None:
