@@ -1,0 +1,103 @@
+"""Trajectory records: one schema for what an episode did, what produced it, and how it was scored.
+
+A trajectory's token sequence is the concatenation of its turns' `token_ids`; within a turn, `loss_mask` is 1
+for tokens the policy generated and 0 for prompt and environment tokens, and `logprobs` holds the policy's
+log-probability of each generated token (None elsewhere). Earlier turns are never re-tokenized.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gymbox.environments.api.models import Action, Message, ToolSpec
+from gymbox.tasks.spec import TaskSpec
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Turn(Record):
+    """One policy action and the environment's answer to it."""
+
+    index: int = Field(ge=0)
+    token_ids: list[int] = Field(default_factory=list)
+    loss_mask: list[int] = Field(default_factory=list)
+    logprobs: list[float | None] = Field(default_factory=list)
+    text: str = Field(default="", description="what the policy generated")
+    action: Action | None = None
+    parse_error: str | None = Field(default=None, description="why no tool call could be parsed, if so")
+    observation: list[Message] = Field(default_factory=list, description="the environment's answer")
+    reward: float | None = None
+    signals: dict[str, float] = Field(default_factory=dict)
+    terminated: bool = False
+    truncated: bool = False
+    env_seconds: float = 0.0
+    policy_seconds: float = 0.0
+
+    @model_validator(mode="after")
+    def _aligned(self) -> Turn:
+        if not len(self.token_ids) == len(self.loss_mask) == len(self.logprobs):
+            raise ValueError(f"turn {self.index}: token_ids, loss_mask and logprobs differ in length "
+                             f"({len(self.token_ids)}, {len(self.loss_mask)}, {len(self.logprobs)})")
+        return self
+
+
+class EpisodeError(Record):
+    """Why an episode failed; `infra` errors mask the rollout from learning (never scored as 0)."""
+
+    code: str
+    message: str
+    infra: bool
+    attempts: int = 1
+
+
+class Provenance(Record):
+    """What is needed to reproduce the episode."""
+
+    env: str = Field(description="versioned environment id, e.g. toolcall@v1")
+    runtime: str
+    image: str | None = None
+    image_digest: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    policy: str = Field(description="policy id: model name or path, or the scripted policy's name")
+    weights_version: str = "0"
+    sampling: dict[str, Any] = Field(default_factory=dict)
+
+
+class Trajectory(Record):
+    id: str
+    task: TaskSpec
+    group: str = Field(description="rollouts of one task that share an initial state form a group")
+    sample: int = Field(ge=0, description="index within the group")
+    base_seed: int
+    seed: int = Field(description="the episode seed, derived from (base seed, task id, sample)")
+    provenance: Provenance
+    prompt: list[Message] = Field(default_factory=list, description="the observation after reset")
+    tools: list[ToolSpec] = Field(default_factory=list)
+    prompt_ids: list[int] = Field(default_factory=list, description="tokens of the prompt, loss mask 0")
+    turns: list[Turn] = Field(default_factory=list)
+    terminated: bool = False
+    truncated: bool = False
+    truncated_by: str | None = None
+    signals: dict[str, float] = Field(default_factory=dict, description="the last turn's signals")
+    rewards: dict[str, float | None] = Field(default_factory=dict, description="each reward component")
+    reward: float | None = None
+    error: EpisodeError | None = None
+    started_at: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def masked(self) -> bool:
+        """Excluded from group statistics and from the loss."""
+        return self.error is not None and self.error.infra
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.prompt_ids + [t for turn in self.turns for t in turn.token_ids]
+
+    @property
+    def loss_mask(self) -> list[int]:
+        return [0] * len(self.prompt_ids) + [m for turn in self.turns for m in turn.loss_mask]
