@@ -18,7 +18,7 @@ def test_messages_and_tools_are_openai_chat_form() -> None:
     message = Message(role="assistant", content=None, tool_calls=[call])
     wire = json.loads(message.model_dump_json(exclude_none=True))
     assert wire == {"role": "assistant", "tool_calls": [
-        {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+        {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}
     tool = ToolSpec.make("get_weather", "Weather now", {"city": {"type": "string"}}, required=["city"])
     assert tool.model_dump()["function"]["parameters"]["required"] == ["city"]
 

@@ -28,7 +28,9 @@ class ToolCall(Model):
     @classmethod
     def make(cls, name: str, arguments: dict[str, Any] | None = None, id: str = "call_0") -> ToolCall:
         """Build a call from a name and a dict of arguments."""
-        return cls(id=id, function=FunctionCall(name=name, arguments=json.dumps(arguments or {})))
+        # Compact, as the tool-call parsers emit it: one call, one encoding (replay compares bytes).
+        encoded = json.dumps(arguments or {}, separators=(",", ":"), ensure_ascii=False)
+        return cls(id=id, function=FunctionCall(name=name, arguments=encoded))
 
     def args(self) -> dict[str, Any]:
         """The decoded arguments; `InvalidAction` when they are not a JSON object."""
