@@ -14,9 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gymbox.environments.api.models import Action, Message, ToolSpec
 from gymbox.tasks.spec import TaskSpec
 
+SCHEMA_VERSION = 1  # new fields always get defaults, so older records stay readable
+
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities would be written as null and read back as something else: refuse them up front.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Turn(Record):
@@ -42,6 +45,8 @@ class Turn(Record):
         if not len(self.token_ids) == len(self.loss_mask) == len(self.logprobs):
             raise ValueError(f"turn {self.index}: token_ids, loss_mask and logprobs differ in length "
                              f"({len(self.token_ids)}, {len(self.loss_mask)}, {len(self.logprobs)})")
+        if any(m not in (0, 1) for m in self.loss_mask):
+            raise ValueError(f"turn {self.index}: loss_mask holds values other than 0 and 1")
         return self
 
 
@@ -68,9 +73,10 @@ class Provenance(Record):
 
 
 class Trajectory(Record):
-    id: str
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(min_length=1)
     task: TaskSpec
-    group: str = Field(description="rollouts of one task that share an initial state form a group")
+    group: str = Field(min_length=1, description="rollouts of one task that share an initial state form a group")
     sample: int = Field(ge=0, description="index within the group")
     base_seed: int
     seed: int = Field(description="the episode seed, derived from (base seed, task id, sample)")
@@ -86,8 +92,15 @@ class Trajectory(Record):
     rewards: dict[str, float | None] = Field(default_factory=dict, description="each reward component")
     reward: float | None = None
     error: EpisodeError | None = None
-    started_at: float = 0.0
+    started_at: float | None = Field(default=None, description="wall-clock start, seconds since the epoch")
     seconds: float = 0.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Trajectory:
+        for position, turn in enumerate(self.turns):
+            if turn.index != position:
+                raise ValueError(f"turn at position {position} says it is turn {turn.index}")
+        return self
 
     @property
     def masked(self) -> bool:
@@ -101,3 +114,8 @@ class Trajectory(Record):
     @property
     def loss_mask(self) -> list[int]:
         return [0] * len(self.prompt_ids) + [m for turn in self.turns for m in turn.loss_mask]
+
+    @property
+    def logprobs(self) -> list[float | None]:
+        """Aligned with `token_ids`: the policy's log-probability of each generated token, None elsewhere."""
+        return [None] * len(self.prompt_ids) + [p for turn in self.turns for p in turn.logprobs]
