@@ -104,8 +104,12 @@ def _write_jsonl(records: Iterator[Trajectory], path: Path) -> int:
 
 
 def _write_parquet(records: Iterator[Trajectory], path: Path, batch_rows: int) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError("Parquet export needs pyarrow: pip install 'gymbox[harness]' (scripts/setup.sh "
+                          "installs it), or export --format jsonl") from exc
 
     schema = parquet_schema()
     count, rows, tokens = 0, [], 0

@@ -27,7 +27,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned, so that nothing resolves another (CUDA) build of it.
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[dev,model]"
+.venv/bin/python -m pip install --quiet -e ".[dev,model,harness]"
 .venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -m pip list 2>/dev/null | wc -l) packages)"
