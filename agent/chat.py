@@ -175,6 +175,20 @@ class TurnTokens:
                 "logprobs": list(self.logprobs)}
 
 
+def join_tokens(prompt_ids: Sequence[int], turns: Sequence[Any]) -> TurnTokens:
+    """The whole sequence, prompt (mask 0) then every turn's aligned lists: what the policy saw and produced.
+
+    `turns` holds anything with `token_ids`, `loss_mask` and `logprobs` (a `TurnTokens`, a trajectory's `Turn`).
+    """
+    whole = TurnTokens()
+    whole.add_context(prompt_ids)
+    for turn in turns:
+        whole.token_ids.extend(turn.token_ids)
+        whole.loss_mask.extend(turn.loss_mask)
+        whole.logprobs.extend(turn.logprobs)
+    return whole
+
+
 class ChatSequence:
     """Builds a trajectory's tokens: `prompt_ids`, then one `TurnTokens` per assistant turn and its answer."""
 
@@ -216,8 +230,8 @@ class ChatSequence:
     @property
     def token_ids(self) -> list[int]:
         """The whole sequence: what the policy sees before its next generation."""
-        return self.prompt_ids + [t for turn in self.turns for t in turn.token_ids]
+        return join_tokens(self.prompt_ids, self.turns).token_ids
 
     @property
     def loss_mask(self) -> list[int]:
-        return [0] * len(self.prompt_ids) + [m for turn in self.turns for m in turn.loss_mask]
+        return join_tokens(self.prompt_ids, self.turns).loss_mask

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gymbox.agent.chat import join_tokens
 from gymbox.environments.api.models import Action, Message, ToolSpec
 from gymbox.tasks.spec import TaskSpec
 
@@ -109,13 +110,13 @@ class Trajectory(Record):
 
     @property
     def token_ids(self) -> list[int]:
-        return self.prompt_ids + [t for turn in self.turns for t in turn.token_ids]
+        return join_tokens(self.prompt_ids, self.turns).token_ids
 
     @property
     def loss_mask(self) -> list[int]:
-        return [0] * len(self.prompt_ids) + [m for turn in self.turns for m in turn.loss_mask]
+        return join_tokens(self.prompt_ids, self.turns).loss_mask
 
     @property
     def logprobs(self) -> list[float | None]:
         """Aligned with `token_ids`: the policy's log-probability of each generated token, None elsewhere."""
-        return [None] * len(self.prompt_ids) + [p for turn in self.turns for p in turn.logprobs]
+        return join_tokens(self.prompt_ids, self.turns).logprobs
