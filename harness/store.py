@@ -57,8 +57,8 @@ class TrajectoryStore:
     - Durability. Written bytes are in the kernel at once (no user-space buffer), so a killed process loses at
       most the record it was writing; `fsync_every` bounds what a machine crash can lose.
     - A complete line that is not a valid record is reported with its file and line number and skipped;
-      `strict=True` raises `CorruptRecord` instead. A record JSON cannot hold (a NaN reward or signal) is refused
-      before anything is written.
+      `strict=True` raises `CorruptRecord` instead. Records refuse NaN and infinities in their typed fields when
+      built; a NaN in free-form JSON (a task payload, sampling options) is refused here, before any byte is written.
 
     A single JSON-lines file (an export, a copied segment) opens as a read-only store of one segment.
     """
