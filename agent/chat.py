@@ -211,11 +211,19 @@ class ChatSequence:
         self.turns.append(turn)
         return self.formatter.generated(token_ids)
 
-    def add_observation(self, messages: Sequence[Message | dict[str, Any]]) -> list[int]:
-        """Append the environment's messages and the next generation prompt (loss mask 0) to the last turn."""
+    def add_observation(self, messages: Sequence[Message | dict[str, Any]], *,
+                        limit: int | None = None) -> list[int] | None:
+        """Append the environment's messages and the next generation prompt (loss mask 0) to the last turn.
+
+        With `limit`, a sequence that would grow past `limit` tokens is left as it was and None is returned.
+        """
         if not self.turns:
             raise RuntimeError("add_observation() follows add_generation()")
+        saved = list(self.formatter.messages), self.formatter.text
         ids = self.formatter.observation(messages)
+        if limit is not None and len(self.prompt_ids) + sum(len(t.token_ids) for t in self.turns) + len(ids) > limit:
+            self.formatter.messages, self.formatter.text = saved
+            return None
         self.turns[-1].add_context(ids)
         return ids
 

@@ -92,7 +92,11 @@ def _build(gguf: Path, folder: Path, dtype: str, log: Callable[[str], None]) -> 
     log("loading and dequantizing the weights")
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a model loaded from GGUF; a fresh model holding the same tensors saves normally.
-    model = LlamaForCausalLM(quantized.config)
+    config = quantized.config
+    # The weights saved are plain tensors: a `gguf` quantization entry left in the config makes vLLM refuse them.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config)
     model.load_state_dict(quantized.state_dict())
     model.generation_config = quantized.generation_config
     model.to(getattr(torch, dtype))

@@ -120,6 +120,8 @@ def render(t: Trajectory, *, tokens: bool = False) -> RenderableType:
         head.add_row("error", Text(f"{t.error.code}: {t.error.message}"
                                    f" ({'infra, masked from learning' if t.masked else 'not infra'}"
                                    f", {t.error.attempts} attempts)", "red"))
+    for number, failure in enumerate(t.failed_attempts, start=1):
+        head.add_row(f"attempt {number}", Text(f"failed: {failure.code}: {failure.message}", "yellow"))
     generated = sum(t.loss_mask)
     head.add_row("tokens", Text(f"{len(t.prompt_ids)} prompt + {len(t.loss_mask) - len(t.prompt_ids)} in "
                                 f"{len(t.turns)} turns ({generated} generated)"))
@@ -129,6 +131,8 @@ def render(t: Trajectory, *, tokens: bool = False) -> RenderableType:
     parts: list[RenderableType] = [Panel(head, title=Text(f"trajectory {t.id}", "bold"), title_align="left")]
     if t.prompt or t.tools:
         prompt = _grid()
+        if t.instructions:
+            prompt.add_row("format", Text(t.instructions, style="dim"))
         for m in t.prompt:
             _add_message(prompt, m)
         if t.tools:

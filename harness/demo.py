@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 
 from rich.console import Console
 from rich.table import Table
 
-from gymbox.environments.api.models import Action, Observation, StepResult, ToolCall
+from gymbox.environments.api.models import Action, Message, Observation, StepResult, ToolCall
 from gymbox.environments.runtime import make_runtime
 from gymbox.tasks.suites import load_suite
 
@@ -20,6 +22,23 @@ def echo_policy(task_word: str, times: int, turn: int) -> Action:
     if turn <= times:
         return Action(tool_calls=[ToolCall.make("echo", {"word": task_word}, id=f"call_{turn}")])
     return Action(tool_calls=[ToolCall.make("submit")])
+
+
+def echo_script(messages: list[Message], turn: int) -> str:
+    """The same scripted agent as text in the hermes format, for `--policy scripted:gymbox.harness.demo:echo_script`.
+
+    It reads the word from the task's instruction ("Say the word 'WORD' ..."), as a model would.
+    """
+    instruction = next((m.content or "" for m in messages if m.role == "user"), "")
+    match = re.search(r"'([^']+)'", instruction)
+    times = int(m.group(1)) if (m := re.search(r"(\d+) times", instruction)) else 1
+    if match is None:
+        return "I cannot find the word to say."
+    if turn < times:
+        call = {"name": "echo", "arguments": {"word": match.group(1)}}
+    else:
+        call = {"name": "submit", "arguments": {}}
+    return f"<tool_call>{json.dumps(call)}</tool_call>"
 
 
 async def run_demo(suite: str = "echo-demo:test", runtime: str = "process", console: Console | None = None) -> int:

@@ -83,6 +83,7 @@ class Trajectory(Record):
     seed: int = Field(description="the episode seed, derived from (base seed, task id, sample)")
     provenance: Provenance
     prompt: list[Message] = Field(default_factory=list, description="the observation after reset")
+    instructions: str | None = Field(default=None, description="the tool-call format the policy was told, if any")
     tools: list[ToolSpec] = Field(default_factory=list)
     prompt_ids: list[int] = Field(default_factory=list, description="tokens of the prompt, loss mask 0")
     turns: list[Turn] = Field(default_factory=list)
@@ -93,6 +94,8 @@ class Trajectory(Record):
     rewards: dict[str, float | None] = Field(default_factory=dict, description="each reward component")
     reward: float | None = None
     error: EpisodeError | None = None
+    attempts: int = Field(default=1, ge=1, description="tries it took: more than 1 after infrastructure errors")
+    failed_attempts: list[EpisodeError] = Field(default_factory=list, description="why earlier tries failed")
     started_at: float | None = Field(default=None, description="wall-clock start, seconds since the epoch")
     seconds: float = 0.0
 

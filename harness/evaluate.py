@@ -1,0 +1,122 @@
+"""`gymbox eval`: run a task suite with a policy, k samples per task, and report pass@k and mean reward.
+
+Writes into the output folder: `trajectories/` (the store, every episode as it finishes), `summary.json` and
+`summary.md` (overall and per-category tables). Shows a progress bar while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from gymbox.agent.spec import PolicySpec
+from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.metrics import Summary, summarize
+from gymbox.harness.records import Trajectory
+from gymbox.harness.store import TrajectoryStore
+from gymbox.tasks.spec import TaskSpec
+from gymbox.tasks.suites import load_suite
+
+
+@dataclass
+class EvalRun:
+    """What to evaluate and how."""
+
+    suite: str
+    policy: PolicySpec
+    k: int = 1
+    out: Path = Path("runs/eval")
+    limit: int | None = None
+    config: EpisodeConfig = field(default_factory=EpisodeConfig)
+    runtime: str = "local"
+    workers: int = 2
+    concurrency: int = 32
+    base_seed: int = 0
+    ray_address: str | None = None
+
+    def tasks(self) -> list[TaskSpec]:
+        tasks = list(load_suite(self.suite).tasks)
+        return tasks[: self.limit] if self.limit else tasks
+
+
+def pass_ks(k: int) -> list[int]:
+    """The k values reported for k samples per task: 1, powers of two below k, and k."""
+    return sorted({1, k, *(2**i for i in range(1, k.bit_length()) if 2**i < k)})
+
+
+class _Progress:
+    """A progress bar that counts episodes, successes and masked failures as they arrive."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.bar = Progress(TextColumn("[bold]eval[/bold]"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, transient=False)
+        self.task = self.bar.add_task("episodes", total=total, status="starting the policy")
+        self.success = self.masked = self.done = 0
+
+    def starting(self, what: str) -> None:
+        self.bar.update(self.task, status=what)
+
+    def __call__(self, trajectory: Trajectory) -> None:
+        self.done += 1
+        self.masked += trajectory.masked
+        self.success += trajectory.signals.get("success", 0.0) >= 1.0 and not trajectory.masked
+        self.bar.update(self.task, advance=1, status=f"success {self.success}/{self.done - self.masked}"
+                        + (f", masked {self.masked}" if self.masked else ""))
+
+
+async def evaluate(run: EvalRun, console: Console | None = None) -> Summary:
+    """Run the evaluation, writing trajectories and summaries under `run.out`; returns the summary."""
+    from gymbox.harness.ray_runner import RayRollouts
+
+    console = console or Console()
+    tasks = run.tasks()
+    if not tasks:
+        raise ValueError(f"suite {run.suite!r} has no tasks to evaluate")
+    run.out.mkdir(parents=True, exist_ok=True)
+    writer = TrajectoryStore(run.out / "trajectories").writer()
+    started = time.perf_counter()
+    trajectories: list[Trajectory] = []
+    progress = _Progress(console, len(tasks) * run.k)
+
+    def on_result(trajectory: Trajectory) -> None:
+        writer.append(trajectory)  # before anything else: a crash later loses no finished episode
+        trajectories.append(trajectory)
+        progress(trajectory)
+
+    with progress.bar:
+        async with RayRollouts(run.policy, run.config, runtime=run.runtime, workers_per_env=run.workers,
+                               concurrency=run.concurrency, address=run.ray_address) as rollouts:
+            progress.starting("running episodes")
+            await rollouts.run(tasks, run.k, base_seed=run.base_seed, on_result=on_result)
+            policy_name = rollouts.policy_info.get("name", run.policy.label)
+    writer.close()
+    summary = summarize(trajectories, pass_ks(run.k))
+    seconds = time.perf_counter() - started
+    write_summary(run, summary, policy_name, seconds)
+    console.print(Markdown(f"### {run.suite}: {policy_name}, k={run.k}\n\n{summary.to_markdown()}"))
+    console.print(f"{len(trajectories)} episodes in {seconds:.0f} s; trajectories and summaries in {run.out}")
+    return summary
+
+
+def write_summary(run: EvalRun, summary: Summary, policy_name: str, seconds: float) -> None:
+    meta: dict[str, Any] = {"suite": run.suite, "policy": run.policy.model_dump(), "policy_name": policy_name,
+                            "k": run.k, "limit": run.limit, "base_seed": run.base_seed, "runtime": run.runtime,
+                            "config": run.config.model_dump(), "seconds": round(seconds, 1)}
+    (run.out / "summary.json").write_text(json.dumps({**meta, "summary": summary.to_dict()}, indent=2) + "\n")
+    (run.out / "summary.md").write_text(
+        f"# {run.suite}: {policy_name}\n\nk = {run.k}, {summary.overall.episodes} episodes, "
+        f"{seconds:.0f} s\n\n{summary.to_markdown()}\n")
+
+
+def main(run: EvalRun) -> int:
+    asyncio.run(evaluate(run))
+    return 0

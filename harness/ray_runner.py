@@ -1,0 +1,209 @@
+"""The Ray rollout harness: places the policy and environment workers, runs groups, survives dead workers.
+
+Placement: the policy actor asks for a GPU when the cluster has one (else a CPU), so on a multi-node cluster it
+lands on a GPU node; environment workers are pinned round-robin to nodes without GPUs when there are any, so
+environments never take a GPU node's CPUs from the engine. A worker that dies mid-episode (killed, out of
+memory, its node lost) is replaced and its episodes are retried; past the retry budget they are recorded as
+infrastructure failures and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gymbox.agent.spec import PolicySpec
+from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.records import EpisodeError, Provenance, Trajectory
+from gymbox.harness.rollout import failed, package_versions
+from gymbox.harness.workers import EnvWorker, PolicyServer
+from gymbox.tasks.spec import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to Ray (`address`, or start a local instance) unless already connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                               "configure_logging": True}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        # A Ray of this machine alone listens on loopback only.
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **options)
+
+
+def cpu_nodes() -> list[str]:
+    """Ids of alive nodes with CPUs and no GPU."""
+    import ray
+
+    return [n["NodeID"] for n in ray.nodes()
+            if n.get("Alive") and n["Resources"].get("CPU", 0) > 0 and not n["Resources"].get("GPU")]
+
+
+@dataclass
+class Placement:
+    """Resources of the actors; `None` fields are chosen from the cluster (see the module docstring)."""
+
+    policy: dict[str, Any] | None = None
+    env_cpus: float = 0.5
+    env_nodes: list[str] | None = None
+
+    def policy_options(self) -> dict[str, Any]:
+        import ray
+
+        if self.policy is not None:
+            return dict(self.policy)
+        return {"num_gpus": 1} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
+
+    def env_options(self, index: int) -> dict[str, Any]:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options: dict[str, Any] = {"num_cpus": self.env_cpus}
+        nodes = self.env_nodes if self.env_nodes is not None else (
+            cpu_nodes() if ray.cluster_resources().get("GPU") else [])
+        if nodes:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)
+        return options
+
+
+@dataclass
+class _Pool:
+    """The workers of one environment; a dead one is replaced in its slot."""
+
+    env: str
+    workers: list[Any] = field(default_factory=list)
+    cycle: itertools.count = field(default_factory=itertools.count)
+
+
+class RayRollouts:
+    """Runs task groups on Ray: `async with RayRollouts(spec, config) as rollouts: await rollouts.run(tasks, G)`."""
+
+    def __init__(self, policy: PolicySpec, config: EpisodeConfig, *, runtime: str = "local",
+                 runtime_options: dict[str, Any] | None = None, workers_per_env: int = 2, concurrency: int = 32,
+                 placement: Placement | None = None, address: str | None = None) -> None:
+        self.spec, self.config = policy, config
+        self.runtime, self.runtime_options = runtime, dict(runtime_options or {})
+        self.workers_per_env, self.concurrency = workers_per_env, concurrency
+        self.placement = placement or Placement()
+        self.address = address
+        self.policy: Any = None
+        self.policy_info: dict[str, Any] = {}
+        self.pools: dict[str, _Pool] = {}
+        self.replaced = 0
+
+    async def __aenter__(self) -> RayRollouts:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start Ray if needed and the policy actor (its engine loads here)."""
+        import ray
+
+        ensure_ray(self.address)
+        if self.policy is None:
+            # vLLM logs every engine detail at INFO, forwarded to the driver's terminal: keep its warnings only.
+            quiet = {"env_vars": {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}}
+            actor = ray.remote(PolicyServer).options(max_concurrency=1000, runtime_env=quiet,
+                                                     **self.placement.policy_options())
+            self.policy = actor.remote(self.spec)
+            self.policy_info = await self.policy.info.remote()
+
+    def _new_worker(self, env: str, slot: int) -> Any:
+        import ray
+
+        actor = ray.remote(EnvWorker).options(max_concurrency=self.concurrency, **self.placement.env_options(slot))
+        return actor.remote(env, self.runtime, self.runtime_options, self.policy, self.policy_info, self.spec,
+                            self.config)
+
+    def pool(self, env: str) -> _Pool:
+        if env not in self.pools:
+            pool = _Pool(env)
+            pool.workers = [self._new_worker(env, slot) for slot in range(self.workers_per_env)]
+            self.pools[env] = pool
+        return self.pools[env]
+
+    def _replace(self, pool: _Pool, dead: Any) -> None:
+        for slot, worker in enumerate(pool.workers):
+            if worker is dead:
+                pool.workers[slot] = self._new_worker(pool.env, slot)
+                self.replaced += 1
+                log.warning("an environment worker of %s died; started a replacement", pool.env)
+
+    async def _episode(self, task: TaskSpec, sample: int, base_seed: int) -> Trajectory:
+        from ray.exceptions import RayActorError
+
+        pool = self.pool(task.env)
+        attempt, earlier = 1, []
+        while True:
+            worker = pool.workers[next(pool.cycle) % len(pool.workers)]
+            try:
+                return await worker.play.remote(task, sample, base_seed, attempt, earlier)
+            except RayActorError as err:
+                self._replace(pool, worker)
+                error = EpisodeError(code="worker_died", infra=True, attempts=attempt,
+                                     message=f"the environment worker running this episode died "
+                                             f"({err.__class__.__name__}); see the Ray logs for why")
+                if attempt > self.config.retries:
+                    trajectory = failed(task, sample=sample, base_seed=base_seed, error=error,
+                                        provenance=self._provenance(task))
+                    trajectory.attempts, trajectory.failed_attempts = attempt, earlier
+                    return trajectory
+                earlier.append(error)
+                attempt += 1
+
+    def _provenance(self, task: TaskSpec) -> Provenance:
+        return Provenance(env=task.env, runtime=self.runtime, packages=package_versions(),
+                          policy=self.policy_info.get("name", self.spec.label),
+                          weights_version=self.policy_info.get("weights_version", "0"),
+                          sampling={**self.config.sampling.model_dump(), "parser": self.config.parser})
+
+    async def run(self, tasks: Sequence[TaskSpec], group_size: int, *, base_seed: int = 0,
+                  on_result: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+        """G rollouts of every task, in task order; `on_result` sees each trajectory as it finishes."""
+        await self.start()
+
+        async def one(task: TaskSpec, sample: int) -> Trajectory:
+            trajectory = await self._episode(task, sample, base_seed)
+            if on_result is not None:
+                on_result(trajectory)
+            return trajectory
+
+        return list(await asyncio.gather(*(one(task, s) for task in tasks for s in range(group_size))))
+
+    async def worker_nodes(self) -> dict[str, list[str]]:
+        """The node id of every environment worker, by environment."""
+        return {env: [await w.node.remote() for w in pool.workers] for env, pool in self.pools.items()}
+
+    async def stop(self) -> None:
+        """Stop the workers' runtimes and the policy (its engine), then the actors."""
+        import ray
+
+        for pool in self.pools.values():
+            for worker in pool.workers:
+                try:
+                    await asyncio.wait_for(worker.stop.remote(), 60)
+                except Exception as err:  # a dead worker has nothing left to stop
+                    log.debug("worker stop: %s", err)
+                ray.kill(worker)
+        self.pools.clear()
+        if self.policy is not None:
+            try:
+                await asyncio.wait_for(self.policy.close.remote(), 60)
+            except Exception as err:
+                log.debug("policy close: %s", err)
+            ray.kill(self.policy)
+            self.policy = None

