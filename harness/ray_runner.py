@@ -115,8 +115,10 @@ class RayRollouts:
 
         ensure_ray(self.address)
         if self.policy is None:
-            # vLLM logs every engine detail at INFO, forwarded to the driver's terminal: keep its warnings only.
-            quiet = {"env_vars": {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}}
+            # vLLM logs every engine detail, forwarded to the driver's terminal: keep its errors only (set
+            # VLLM_LOGGING_LEVEL to see more), and none of torch's deprecation notices.
+            quiet = {"env_vars": {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
+                                  "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::FutureWarning")}}
             actor = ray.remote(PolicyServer).options(max_concurrency=1000, runtime_env=quiet,
                                                      **self.placement.policy_options())
             self.policy = actor.remote(self.spec)
