@@ -14,6 +14,7 @@ from gymbox.agent.parsers import PARSERS
 from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.scoring import load_spec, score
 from gymbox.harness.store import TrajectoryStore
 
 console = Console()
@@ -32,10 +33,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # One sample per task is scored greedily, as is usual for pass@1; several need sampling to differ.
     temperature = args.temperature if args.temperature is not None else (0.0 if args.k == 1 else 1.0)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=temperature, top_p=args.top_p)
-    config = EpisodeConfig(parser=args.parser, sampling=sampling, max_turns=args.max_turns, retries=args.retries)
+    reward = str(args.reward.resolve()) if args.reward else None
+    if reward and not _spec_ok(reward):  # a bad specification fails here, before any engine starts
+        return 2
+    config = EpisodeConfig(parser=args.parser, sampling=sampling, max_turns=args.max_turns, retries=args.retries,
+                           reward=reward)
     run = EvalRun(suite=args.suite, policy=spec, k=args.k, out=args.out, limit=args.limit, config=config,
                   runtime=args.runtime, workers=args.workers, base_seed=args.seed, ray_address=args.ray_address)
     return main(run)
+
+
+def _spec_ok(path: str) -> bool:
+    try:
+        load_spec(path)
+    except ValueError as err:  # RewardSpecError: what is wrong and where
+        console.print(f"[red]bad reward specification[/red]: {err}")
+        return False
+    return True
 
 
 def _load(path: Path, ids: list[str] | None) -> list[Any]:
@@ -63,14 +77,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from gymbox.harness.scoring import score
 
+    spec = str(args.reward) if args.reward else None
+    if spec and not _spec_ok(spec):  # a bad specification fails before any trajectory is read
+        return 2
     trajectories = _load(args.path, None)
     changed = 0
     writer = TrajectoryStore(args.out).writer() if args.out else None
     for trajectory in trajectories:
         before = trajectory.reward, dict(trajectory.rewards)
-        score(trajectory)
+        score(trajectory, spec=spec)
         changed += (trajectory.reward, trajectory.rewards) != before
         if writer is not None:
             writer.append(trajectory)
@@ -103,6 +119,8 @@ def add_commands(sub: Any) -> None:
                    help="where environments run (container environments need docker)")
     p.add_argument("--workers", type=int, default=2, help="environment workers per environment")
     p.add_argument("--retries", type=int, default=2, help="new attempts after an infrastructure error")
+    p.add_argument("--reward", type=Path, help="reward specification (YAML, e.g. rewards/specs/toolcall.yaml); "
+                                              "default: the outcome")
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
     p.set_defaults(handler=cmd_eval)
@@ -115,4 +133,5 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("rescore", help="recompute trajectories' rewards offline from their recorded signals")
     p.add_argument("path", type=Path, help="a trajectory store folder or JSONL file")
     p.add_argument("--out", type=Path, help="write the rescored trajectories to this store")
+    p.add_argument("--reward", type=Path, help="reward specification (YAML); default: the outcome")
     p.set_defaults(handler=cmd_rescore)

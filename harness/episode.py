@@ -37,6 +37,7 @@ class EpisodeConfig(BaseModel):
     max_tokens: int | None = Field(default=None, gt=0, description="tokens in the whole sequence (token policies)")
     episode_seconds: float | None = Field(default=None, gt=0, description="default: the task's max_seconds")
     retries: int = Field(default=2, ge=0, description="new attempts after an infrastructure error")
+    reward: str | None = Field(default=None, description="reward specification file (YAML); default: the outcome")
 
 
 def build_parser(config: EpisodeConfig, tools: list[ToolSpec]) -> Parser:

@@ -86,10 +86,10 @@ async def play(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: Epis
         trajectory.attempts, trajectory.failed_attempts = attempt, list(earlier)
         error = trajectory.error
         if error is None:
-            return score(trajectory)
+            return score(trajectory, spec=config.reward)
         error.attempts = attempt
         if not error.infra or attempt > config.retries:
-            return score(trajectory)
+            return score(trajectory, spec=config.reward)
         earlier.append(error)
         log.warning("%s sample %d: %s (%s); retrying (attempt %d of %d)", task.id, sample, error.code,
                     error.message, attempt + 1, config.retries + 1)
