@@ -30,9 +30,14 @@ class PolicyServer:
 
     def __init__(self, spec: PolicySpec) -> None:
         self.policy = spec.build()
+        self.requests = 0  # generations asked for so far: progress a caller can wait on
 
     async def generate(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        self.requests += 1
         return await self.policy.generate(prompt, sampling)
+
+    def requested(self) -> int:
+        return self.requests
 
     def info(self) -> dict[str, Any]:
         return {"name": self.policy.name, "weights_version": self.policy.weights_version,

@@ -30,6 +30,14 @@ def ray_local(smollm2: Path) -> Iterator[None]:
     ray.shutdown()
 
 
+async def generations_reach(rollouts: RayRollouts, count: int, timeout: float = 120.0) -> None:
+    """Wait until the policy actor has been asked for `count` generations: episodes are running."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await rollouts.policy.requested.remote() < count:
+        assert asyncio.get_running_loop().time() < deadline, f"fewer than {count} generations in {timeout} s"
+        await asyncio.sleep(0.05)
+
+
 def scripted(smollm2: Path, **options: object) -> PolicySpec:
     return PolicySpec.parse(ECHO, **options).model_copy(update={"tokenizer": str(smollm2)})
 
@@ -56,7 +64,7 @@ async def test_a_killed_worker_is_replaced_and_its_episodes_retried(ray_local: N
     spec = scripted(smollm2, delay=0.3)
     async with RayRollouts(spec, EpisodeConfig(retries=1), workers_per_env=2) as rollouts:
         run = asyncio.ensure_future(rollouts.run(tasks, 2))
-        await asyncio.sleep(4.0)  # workers are up and mid-episode (each turn takes 0.3 s)
+        await generations_reach(rollouts, 12)  # every episode is in its first turn (each turn takes 0.3 s)
         ray.kill(rollouts.pools["echo"].workers[0])
         trajectories = await run
         replaced = rollouts.replaced
@@ -75,8 +83,8 @@ async def test_a_worker_that_keeps_dying_is_recorded_as_an_infrastructure_failur
     task = load_suite("echo-demo").tasks[0]
     async with RayRollouts(scripted(smollm2, delay=2.0), EpisodeConfig(retries=1), workers_per_env=1) as rollouts:
         run = asyncio.ensure_future(rollouts.run([task], 1))
-        for _ in range(2):  # kill the worker, then its replacement, each mid-episode
-            await asyncio.sleep(6.0)
+        for asked in (1, 2):  # kill the worker, then its replacement, each in its episode's first turn
+            await generations_reach(rollouts, asked)
             ray.kill(rollouts.pools["echo"].workers[0])
         (trajectory,) = await run
     assert trajectory.error is not None and trajectory.error.code == "worker_died" and trajectory.masked

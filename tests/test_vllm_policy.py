@@ -115,9 +115,17 @@ async def test_seeded_prompts_beyond_one_step_budget(policy: VLLMPolicy) -> None
     assert [len(c.token_ids) for c in done] == [2, 2]
 
 
+async def engine_busy(policy: VLLMPolicy, timeout: float = 30.0) -> None:
+    """Wait until the engine holds a request (it is generating)."""
+    deadline = time.monotonic() + timeout
+    while not policy._engine.get_num_unfinished_requests():
+        assert time.monotonic() < deadline, f"no request reached the engine within {timeout} s"
+        await asyncio.sleep(0.02)
+
+
 async def test_cancelling_a_generation_aborts_it_in_the_engine(policy: VLLMPolicy) -> None:
     task = asyncio.create_task(policy.generate(story(policy, "a castle"), Sampling(max_tokens=1000, seed=5)))
-    await asyncio.sleep(1.5)
+    await engine_busy(policy)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -153,7 +161,7 @@ async def test_an_engine_crash_is_a_policy_error(engine: tuple[VLLMPolicy, list[
     """Last in the module: it kills the engine's processes, during a generation."""
     policy, processes = engine
     running = asyncio.create_task(policy.generate(story(policy, "a crash"), Sampling(max_tokens=1000)))
-    await asyncio.sleep(1.0)
+    await engine_busy(policy)
     for process in processes:
         process.kill()
     with pytest.raises(PolicyError, match="died"):
