@@ -221,7 +221,7 @@ class ChatSequence:
             raise RuntimeError("add_observation() follows add_generation()")
         saved = list(self.formatter.messages), self.formatter.text
         ids = self.formatter.observation(messages)
-        if limit is not None and len(self.prompt_ids) + sum(len(t.token_ids) for t in self.turns) + len(ids) > limit:
+        if limit is not None and len(self) + len(ids) > limit:
             self.formatter.messages, self.formatter.text = saved
             return None
         self.turns[-1].add_context(ids)
@@ -234,6 +234,10 @@ class ChatSequence:
         ids = self.formatter.close()
         self.turns[-1].add_context(ids)
         return ids
+
+    def __len__(self) -> int:
+        """Tokens in the sequence, counted without joining it."""
+        return len(self.prompt_ids) + sum(len(t.token_ids) for t in self.turns)
 
     @property
     def token_ids(self) -> list[int]:

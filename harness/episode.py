@@ -40,6 +40,11 @@ class EpisodeConfig(BaseModel):
     reward: str | None = Field(default=None, description="reward specification file (YAML); default: the outcome")
 
 
+def sampling_record(config: EpisodeConfig) -> dict[str, Any]:
+    """How generations were sampled and parsed, as provenance records it."""
+    return {**config.sampling.model_dump(), "parser": config.parser}
+
+
 def build_parser(config: EpisodeConfig, tools: list[ToolSpec]) -> Parser:
     return get_parser(config.parser)(tools=tools)
 
@@ -145,7 +150,7 @@ class Episode:
         if self.sequence is None or not limits:
             return 1 << 30, ""
         limit, by = min(limits)
-        return limit - len(self.sequence.token_ids), by
+        return limit - len(self.sequence), by
 
     def _sampling(self, index: int) -> Sampling:
         room, by = self._room()
@@ -187,7 +192,7 @@ class Episode:
             if result.done:
                 self.sequence.finish()
             else:
-                limit = self._room()[0] + len(self.sequence.token_ids)
+                limit = self._room()[0] + len(self.sequence)
                 fits = self.sequence.add_observation(messages, limit=limit) is not None
             tokens = self.sequence.turns[-1]
             turn.token_ids, turn.loss_mask, turn.logprobs = tokens.token_ids, tokens.loss_mask, tokens.logprobs
@@ -207,7 +212,7 @@ async def run_episode(client: EnvClient, task: TaskSpec, policy: Policy, *, conf
     """Play one episode on an open client; never raises for environment, policy or limit problems."""
     provenance = provenance or Provenance(env=task.env, runtime="unknown", policy=policy.name,
                                           weights_version=policy.weights_version,
-                                          sampling=config.sampling.model_dump())
+                                          sampling=sampling_record(config))
     group = group or f"{task.id}@{seed}"
     episode = Episode(client, task, policy, config=config, seed=seed, sample=sample, base_seed=base_seed,
                       group=group, provenance=provenance, trajectory_id=trajectory_id or f"{group}#{sample}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gymbox.agent.spec import PolicySpec
-from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.episode import EpisodeConfig, sampling_record
 from gymbox.harness.records import EpisodeError, Provenance, Trajectory
 from gymbox.harness.rollout import failed, package_versions
 from gymbox.harness.workers import EnvWorker, PolicyServer
@@ -171,7 +171,7 @@ class RayRollouts:
         return Provenance(env=task.env, runtime=self.runtime, packages=package_versions(),
                           policy=self.policy_info.get("name", self.spec.label),
                           weights_version=self.policy_info.get("weights_version", "0"),
-                          sampling={**self.config.sampling.model_dump(), "parser": self.config.parser})
+                          sampling=sampling_record(self.config))
 
     async def run(self, tasks: Sequence[TaskSpec], group_size: int, *, base_seed: int = 0,
                   on_result: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:

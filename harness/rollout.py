@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from gymbox.agent.policy import Policy
 from gymbox.environments.api.errors import EnvError
 from gymbox.environments.runtime.base import Runtime
-from gymbox.harness.episode import EpisodeConfig, run_episode
+from gymbox.harness.episode import EpisodeConfig, run_episode, sampling_record
 from gymbox.harness.records import EpisodeError, Provenance, Trajectory
 from gymbox.harness.scoring import score
 from gymbox.tasks.spec import TaskSpec, derive_seed
@@ -51,7 +51,7 @@ async def runtime_provenance(runtime: Runtime, policy: Policy, config: EpisodeCo
     digest = getattr(runtime, "image_id", None) if image else None
     return Provenance(env=spec.id, runtime=runtime.kind, image=image, image_digest=digest,
                       packages=package_versions(), policy=policy.name, weights_version=policy.weights_version,
-                      sampling={**config.sampling.model_dump(), "parser": config.parser})
+                      sampling=sampling_record(config))
 
 
 def failed(task: TaskSpec, *, sample: int, base_seed: int, provenance: Provenance, error: EpisodeError) -> Trajectory:
