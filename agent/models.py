@@ -191,3 +191,32 @@ def resolve_model(name_or_path: str | Path) -> str:
     if "/" not in str(name_or_path) and read_record(prepared) is not None:
         return str(prepared)
     return str(name_or_path)
+
+
+def hf_overrides(model_path: str) -> dict[str, Any]:
+    """Config overrides vLLM needs to load a local model folder (for `hf_overrides=` or `--hf-overrides`).
+
+    A folder saved from a model transformers loaded from a GGUF keeps `quantization_config: gguf` in its config
+    although its weights are plain safetensors; vLLM rejects that method, so the entry is cleared.
+    """
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    quantization = config.get("quantization_config") or {}
+    has_gguf = any(Path(model_path).glob("*.gguf"))
+    if quantization.get("quant_method") == "gguf" and not has_gguf:
+        return {"quantization_config": None}
+    return {}
+
+
+def load_causal_lm(path: str, dtype: Any = None) -> Any:
+    """A Hugging Face causal LM to train (float32 by default). A stale gguf quantization entry (see `hf_overrides`)
+    is dropped, or transformers would refuse to save the trained weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    if "quantization_config" in hf_overrides(path) and hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype or torch.float32)

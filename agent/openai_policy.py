@@ -188,6 +188,27 @@ class OpenAIPolicy(Policy):
             raise PolicyError(f"{method} {url} answered {status}: {message}")
         raise AssertionError("unreachable")
 
+    async def load_weights(self, path: str, version: str) -> None:
+        """A vLLM server reloads its weights in place from `path`, a folder it can read (same machine or shared
+        disk). It needs the server's development endpoints: start it with VLLM_SERVER_DEV_MODE=1."""
+        root = self.base_url.removesuffix("/v1")
+        calls = (("collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(path)}}),
+                 ("reset_prefix_cache", None))
+        for endpoint, body in calls:
+            url = f"{root}/{endpoint}"
+            try:
+                response = await self._client().post(url, json=body, timeout=max(self.timeout, 600))
+            except httpx.HTTPError as exc:
+                raise PolicyError(f"cannot reach {url} ({type(exc).__name__}: {exc}); the server keeps weights "
+                                  f"version {self.weights_version}") from exc
+            if response.status_code == 404:
+                raise PolicyError(f"{url} does not exist: start the vLLM server with VLLM_SERVER_DEV_MODE=1 to "
+                                  "let a trainer reload its weights")
+            if response.status_code != 200:
+                raise PolicyError(f"{url} answered {response.status_code}: {_server_message(response)}; the "
+                                  f"server keeps weights version {self.weights_version}")
+        self.weights_version = version
+
     def describe(self) -> dict[str, Any]:
         info = {**super().describe(), "engine": "openai", "base_url": self.base_url, "model": self.model,
                 "mode": self.mode, "max_model_len": self.max_model_len}

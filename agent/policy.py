@@ -80,6 +80,11 @@ class Policy(ABC):
     async def generate(self, prompt: Prompt, sampling: Sampling) -> Completion:
         """One assistant turn for `prompt`; `ContextExceeded` when there is no room, `PolicyError` on failure."""
 
+    async def load_weights(self, path: str, version: str) -> None:
+        """Serve the weights saved (safetensors, Hugging Face layout) in folder `path` from now on, as `version`."""
+        raise PolicyError(f"{type(self).__name__} cannot load new weights: train with a vLLM policy (in-process, "
+                          "or a vLLM server started with VLLM_SERVER_DEV_MODE=1)")
+
     async def close(self) -> None:  # noqa: B027 (optional: most policies hold nothing to release)
         """Release engines, processes and connections (idempotent)."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -20,7 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from gymbox.agent.models import default_model_path, resolve_model
+from gymbox.agent.models import default_model_path, hf_overrides, resolve_model
 from gymbox.agent.policy import Completion, FinishReason, Policy, PolicyError, Prompt, Sampling
 
 log = logging.getLogger(__name__)
@@ -163,6 +162,24 @@ class VLLMPolicy(Policy):
         return Completion(text=out.text, token_ids=token_ids, logprobs=logprobs,
                           finish_reason=FINISH.get(out.finish_reason, "abort"), prompt_tokens=len(ids))
 
+    async def load_weights(self, path: str, version: str) -> None:
+        """Reload every weight in place from `path` (no engine restart), then drop the prefix cache, whose KV
+        entries the old weights computed."""
+        if self._closed:
+            raise PolicyError(f"the vLLM policy for {self.name} is closed; create a new one")
+
+        async def reload(engine: Any) -> None:
+            await engine.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
+            await engine.reset_prefix_cache()
+
+        future = asyncio.run_coroutine_threadsafe(reload(self._engine), self._loop)
+        try:
+            await asyncio.wrap_future(future)
+        except Exception as exc:
+            raise PolicyError(f"vLLM could not load the weights in {path} ({type(exc).__name__}: {exc}); the "
+                              f"engine keeps version {self.weights_version}") from exc
+        self.weights_version = version
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "engine": "vllm", "vllm": self.vllm_version, "model": self.model_path,
                 "dtype": self.dtype, "max_model_len": self.max_model_len,
@@ -180,23 +197,6 @@ class VLLMPolicy(Policy):
             finalizer()
         # Let the engine object go now: collected at interpreter exit, vLLM's __del__ fails on a torn-down module.
         self._engine = None
-
-
-def hf_overrides(model_path: str) -> dict[str, Any]:
-    """Config overrides vLLM needs to load a local model folder (for `hf_overrides=` or `--hf-overrides`).
-
-    A folder saved from a model transformers loaded from a GGUF keeps `quantization_config: gguf` in its config
-    although its weights are plain safetensors; vLLM rejects that method, so the entry is cleared.
-    """
-    try:
-        config = json.loads((Path(model_path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    quantization = config.get("quantization_config") or {}
-    has_gguf = any(Path(model_path).glob("*.gguf"))
-    if quantization.get("quant_method") == "gguf" and not has_gguf:
-        return {"quantization_config": None}
-    return {}
 
 
 async def _create_engine(args: Any) -> Any:

@@ -16,6 +16,8 @@ from gymbox.environments.api.serve import add_arguments as add_serve_arguments
 from gymbox.harness.cli_docker import add_commands as add_docker_commands
 from gymbox.harness.cli_eval import add_commands as add_eval_commands
 from gymbox.harness.cli_models import add_commands as add_model_commands
+from gymbox.harness.cli_progress import add_commands as add_progress_commands
+from gymbox.harness.cli_train import add_commands as add_train_commands
 from gymbox.harness.cli_traj import add_commands as add_traj_commands
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import UnknownSuite, list_suites, load_suite
@@ -173,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_traj_commands(sub)
     add_model_commands(sub)
     add_eval_commands(sub)
+    add_train_commands(sub)
+    add_progress_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")

@@ -145,7 +145,8 @@ class RayRollouts:
                 self.replaced += 1
                 log.warning("an environment worker of %s died; started a replacement", pool.env)
 
-    async def _episode(self, task: TaskSpec, sample: int, base_seed: int) -> Trajectory:
+    async def _episode(self, task: TaskSpec, sample: int, base_seed: int,
+                       config: EpisodeConfig | None = None) -> Trajectory:
         from ray.exceptions import RayActorError
 
         pool = self.pool(task.env)
@@ -153,7 +154,7 @@ class RayRollouts:
         while True:
             worker = pool.workers[next(pool.cycle) % len(pool.workers)]
             try:
-                return await worker.play.remote(task, sample, base_seed, attempt, earlier)
+                return await worker.play.remote(task, sample, base_seed, attempt, earlier, config)
             except RayActorError as err:
                 self._replace(pool, worker)
                 error = EpisodeError(code="worker_died", infra=True, attempts=attempt,
@@ -161,30 +162,40 @@ class RayRollouts:
                                              f"({err.__class__.__name__}); see the Ray logs for why")
                 if attempt > self.config.retries:
                     trajectory = failed(task, sample=sample, base_seed=base_seed, error=error,
-                                        provenance=self._provenance(task))
+                                        provenance=self._provenance(task, config))
                     trajectory.attempts, trajectory.failed_attempts = attempt, earlier
                     return trajectory
                 earlier.append(error)
                 attempt += 1
 
-    def _provenance(self, task: TaskSpec) -> Provenance:
+    def _provenance(self, task: TaskSpec, config: EpisodeConfig | None = None) -> Provenance:
         return Provenance(env=task.env, runtime=self.runtime, packages=package_versions(),
                           policy=self.policy_info.get("name", self.spec.label),
                           weights_version=self.policy_info.get("weights_version", "0"),
-                          sampling=sampling_record(self.config))
+                          sampling=sampling_record(config or self.config))
 
     async def run(self, tasks: Sequence[TaskSpec], group_size: int, *, base_seed: int = 0,
-                  on_result: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
-        """G rollouts of every task, in task order; `on_result` sees each trajectory as it finishes."""
+                  on_result: Callable[[Trajectory], None] | None = None,
+                  config: EpisodeConfig | None = None) -> list[Trajectory]:
+        """G rollouts of every task, in task order; `on_result` sees each trajectory as it finishes; `config`
+        overrides the episode settings for this call."""
         await self.start()
 
         async def one(task: TaskSpec, sample: int) -> Trajectory:
-            trajectory = await self._episode(task, sample, base_seed)
+            trajectory = await self._episode(task, sample, base_seed, config)
             if on_result is not None:
                 on_result(trajectory)
             return trajectory
 
         return list(await asyncio.gather(*(one(task, s) for task in tasks for s in range(group_size))))
+
+    async def load_weights(self, path: str, version: str) -> None:
+        """Have the policy serve the weights in `path` as `version`; call it between rollouts, not during them."""
+        await self.start()
+        await self.policy.load_weights.remote(path, version)
+        self.policy_info["weights_version"] = version
+        for pool in self.pools.values():
+            await asyncio.gather(*(w.set_weights_version.remote(version) for w in pool.workers))
 
     async def worker_nodes(self) -> dict[str, list[str]]:
         """The node id of every environment worker, by environment."""

@@ -13,7 +13,7 @@ from typing import Any
 from gymbox.agent.policy import Completion, Policy, PolicyError, Prompt, Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.runtime import make_runtime
-from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.episode import EpisodeConfig, sampling_record
 from gymbox.harness.records import EpisodeError, Provenance, Trajectory
 from gymbox.harness.rollout import play, runtime_provenance
 from gymbox.tasks.spec import TaskSpec
@@ -38,6 +38,9 @@ class PolicyServer:
 
     def requested(self) -> int:
         return self.requests
+
+    async def load_weights(self, path: str, version: str) -> None:
+        await self.policy.load_weights(path, version)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.policy.name, "weights_version": self.policy.weights_version,
@@ -90,10 +93,20 @@ class EnvWorker:
         return self.provenance
 
     async def play(self, task: TaskSpec, sample: int, base_seed: int, attempt: int = 1,
-                   earlier: list[EpisodeError] | None = None) -> Trajectory:
+                   earlier: list[EpisodeError] | None = None, config: EpisodeConfig | None = None) -> Trajectory:
+        """One episode; `config` overrides the worker's episode settings (greedy evaluation during training)."""
         provenance = await self._ready()
-        return await play(self.runtime, task, self.policy, config=self.config, sample=sample, base_seed=base_seed,
+        if config is not None:
+            provenance = provenance.model_copy(update={"sampling": sampling_record(config)})
+        return await play(self.runtime, task, self.policy, config=config or self.config, sample=sample,
+                          base_seed=base_seed,
                           provenance=provenance, attempt=attempt, earlier=earlier)
+
+    def set_weights_version(self, version: str) -> None:
+        """Record `version` in the provenance of the episodes that start from now on."""
+        self.policy.weights_version = version
+        if self.provenance is not None:
+            self.provenance = self.provenance.model_copy(update={"weights_version": version})
 
     def node(self) -> str:
         return node_id()

@@ -34,12 +34,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from gymbox.harness.records import EpisodeError, Trajectory
+from gymbox.rewards.format_ladder import format_ladder
 from gymbox.rewards.gated import gate_masks
 from gymbox.rewards.outcome import outcome
 from gymbox.rewards.progress import (
     PROGRESS_KEYS,
     SCORE_KEYS,
     EnvProgress,
+    ProgressEstimator,
     dense_rewards,
     grounding,
     spa_rewards,
@@ -65,6 +67,30 @@ class NoOptions(Options):
 
 class ProgressOptions(Options):
     keys: tuple[str, ...] = Field(default=PROGRESS_KEYS, min_length=1, description="progress signals, first found")
+    estimator: str | None = Field(default=None, description="a progress model folder (`gymbox progress train`) "
+                                  "to use instead of the environment's progress signal")
+
+    @model_validator(mode="after")
+    def _one_estimator(self) -> ProgressOptions:
+        if self.estimator is not None and "keys" in self.model_fields_set:
+            raise ValueError("`keys` picks the environment's progress signal, unused by a learned `estimator`: "
+                             "give one or the other")
+        if self.estimator is not None:  # a missing folder fails when the spec is loaded, not at the first score
+            from gymbox.rewards.progress_model import read_meta  # torch is imported only by specs that need it
+
+            try:
+                read_meta(self.estimator)
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc)) from exc
+        return self
+
+    def make(self) -> ProgressEstimator:
+        """The estimator these options name: the learned one (loaded once per path) or the environment's."""
+        if self.estimator is None:
+            return EnvProgress(self.keys)
+        from gymbox.rewards.progress_model import cached
+
+        return cached(self.estimator)
 
 
 class ScoreOptions(Options):
@@ -106,12 +132,14 @@ COMPONENTS: dict[str, Component] = {
                                 _scheduled),
     "toolrl": Component(lambda t, o, s: toolrl_total(t, scale=o, step=s), ToolRLScale, False, _toolrl_range,
                         "ToolRL R_format + R_correct", _scheduled),
+    "format_ladder": Component(lambda t, o, s: format_ladder(t), NoOptions, False, lambda o: (0.0, 1.0),
+                               "graded tool-call format: partial credit on the way to a call"),
     "grounding": Component(lambda t, o, s: grounding(t), NoOptions, True, lambda o: (0.0, INF),
                            "g_t: 0.5 per turn whose action the environment accepted"),
-    "progress": Component(lambda t, o, s: EnvProgress(o.keys).estimate(t), ProgressOptions, True,
-                          lambda o: (-INF, INF), "c_t: deltas of the environment's progress signal"),
-    "spa": Component(lambda t, o, s: spa_rewards(t, EnvProgress(o.keys)), ProgressOptions, True,
-                     lambda o: (-INF, INF), "SPA-RL r_t = c_t + g_t with the environment-native estimator"),
+    "progress": Component(lambda t, o, s: o.make().estimate(t), ProgressOptions, True, lambda o: (-INF, INF),
+                          "c_t: deltas of the environment's progress signal, or a learned estimator's"),
+    "spa": Component(lambda t, o, s: spa_rewards(t, o.make()), ProgressOptions, True, lambda o: (-INF, INF),
+                     "SPA-RL r_t = c_t + g_t, environment-native or learned estimator"),
     "dense": Component(lambda t, o, s: dense_rewards(t, o.keys), ScoreOptions, True, lambda o: (-INF, INF),
                        "interm_t / N from the environment's score"),
     "sparse": Component(lambda t, o, s: sparse_rewards(t), NoOptions, True, lambda o: (0.0, 1.0),

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from gymbox.agent.chat import ChatFormatter, ChatSequence
-from gymbox.agent.models import DEFAULT_MODEL, default_model_path
+from gymbox.agent.models import DEFAULT_MODEL, default_model_path, hf_overrides
 from gymbox.agent.openai_policy import OpenAIPolicy
 from gymbox.agent.policy import ContextExceeded, PolicyError, Prompt, Sampling
-from gymbox.agent.vllm_policy import hf_overrides
 from gymbox.environments.api.models import Message
+from tests.weights import flat_weights
 
 MAX_MODEL_LEN = 2048
 START_TIMEOUT = 240.0
@@ -48,7 +48,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if overrides := hf_overrides(str(model)):
         command += ["--hf-overrides", json.dumps(overrides)]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # Development endpoints on: a trainer reloads weights through /collective_rpc.
+        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -174,3 +176,19 @@ async def test_an_unreachable_server_is_a_policy_error_naming_it() -> None:
     await policy.close()
     with pytest.raises(PolicyError, match=rf"{url}/v1/models after 1 try"):
         OpenAIPolicy(url, mode="tokens", max_retries=0)
+
+
+async def test_a_server_serves_new_weights_after_load_weights(tokens_policy: OpenAIPolicy, tmp_path: Path) -> None:
+    flat = flat_weights(tokens_policy.tokenizer_path or str(default_model_path()), tmp_path)
+    prompt = Prompt(token_ids=ChatSequence(ChatFormatter(tokens_policy.tokenizer)).start(
+        [Message(role="user", content="Write a story about a cat.")]))
+    before = await tokens_policy.generate(prompt, Sampling(max_tokens=8, seed=3))
+    try:
+        await tokens_policy.load_weights(str(flat.path), "flat")
+        after = await tokens_policy.generate(prompt, Sampling(max_tokens=8, seed=3))
+        assert tokens_policy.weights_version == "flat"
+        assert after.logprobs == pytest.approx([-math.log(flat.vocab)] * len(after.token_ids), abs=1e-3)
+    finally:
+        await tokens_policy.load_weights(str(default_model_path()), "0")
+    again = await tokens_policy.generate(prompt, Sampling(max_tokens=8, seed=3))
+    assert again.token_ids == before.token_ids

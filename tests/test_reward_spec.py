@@ -112,7 +112,7 @@ def test_a_total_that_overflows_is_an_error(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.parametrize(("components", "head", "message"), [
-    ("[{fn: toolrl_fmt}]", "{}", "unknown reward function 'toolrl_fmt'; known: dense, grounding, outcome"),
+    ("[{fn: toolrl_fmt}]", "{}", "unknown reward function 'toolrl_fmt'; known: dense, format_ladder, "),
     ("[{fn: toolrl, gate: 4.5}, {fn: outcome}]", "{}", "can never open: toolrl lies in [-3, 4]"),
     ("[{fn: toolrl_format, gate: -0.5}, {fn: outcome}]", "{}", "always open"),
     ("[{fn: toolrl_correct, gate: 2, options: {correct_max: 1}}, {fn: outcome}]", "{}", "lies in [-1, 1]"),

@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,6 +15,7 @@ from gymbox.agent.chat import ChatFormatter, ChatSequence
 from gymbox.agent.policy import ContextExceeded, PolicyError, Prompt, Sampling
 from gymbox.agent.vllm_policy import VLLMPolicy
 from gymbox.environments.api.models import Message
+from tests.weights import flat_weights
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +28,9 @@ def engine() -> Iterator[tuple[VLLMPolicy, list[psutil.Process]]]:
     """One engine for the module, with the processes it started; shut down (and checked gone) at module end."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     policy = VLLMPolicy(max_model_len=MAX_MODEL_LEN, kv_cache_gib=1)
-    processes = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    # multiprocessing's resource tracker, started with the first engine of this process, lives as long as we do.
+    processes = [p for p in psutil.Process().children(recursive=True)
+                 if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())]
     yield policy, processes
     started = time.perf_counter()
     asyncio.run(policy.close())
@@ -155,6 +159,27 @@ def test_describe_names_the_engine(policy: VLLMPolicy) -> None:
     assert policy.name == "SmolLM2-135M-Instruct" and policy.max_model_len == MAX_MODEL_LEN
     assert info["engine"] == "vllm" and info["vllm"] and info["dtype"] == "bfloat16"
     assert info["kv_cache_gib"] == 1.0 and info["model"].endswith("SmolLM2-135M-Instruct")
+
+
+async def test_new_weights_are_served_in_place_after_load_weights(policy: VLLMPolicy, tmp_path: Path) -> None:
+    flat = flat_weights(policy.model_path, tmp_path)
+    prompt = story(policy, "a cat")
+    before = await policy.generate(prompt, Sampling(max_tokens=8, seed=3))
+    try:
+        await policy.load_weights(str(flat.path), "flat")
+        after = await policy.generate(prompt, Sampling(max_tokens=8, seed=3))
+        assert policy.weights_version == "flat" and policy.describe()["weights_version"] == "flat"
+        assert after.logprobs == pytest.approx([-math.log(flat.vocab)] * len(after.token_ids), abs=1e-3)
+    finally:
+        await policy.load_weights(policy.model_path, "0")
+    again = await policy.generate(prompt, Sampling(max_tokens=8, seed=3))
+    assert again.token_ids == before.token_ids and again.logprobs == pytest.approx(before.logprobs, abs=1e-4)
+
+
+async def test_weights_that_do_not_fit_are_a_policy_error(policy: VLLMPolicy, tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="could not load the weights"):
+        await policy.load_weights(str(tmp_path / "missing"), "1")
+    assert policy.weights_version == "0"
 
 
 async def test_an_engine_crash_is_a_policy_error(engine: tuple[VLLMPolicy, list[psutil.Process]]) -> None:

@@ -1,0 +1,74 @@
+"""Learner settings: optimizer, loss, batching and precision, with the defaults of the rewards spec (section 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gymbox.agent.learner.loss import Aggregation
+
+
+class LearnerConfig(BaseModel):
+    """How one batch of samples becomes parameter updates.
+
+    Each batch is split into `minibatches` optimizer steps, repeated for `epochs`; each minibatch is processed
+    `micro_batch_size` sequences at a time with gradient accumulation, so the micro-batch size changes memory, never
+    the update. Choices the spec leaves open: old log-probs are recomputed by this model (`recompute`), not taken
+    from the sampler, because vLLM's kernels and precision differ from the trainer's and the ratio would start away
+    from 1; with a single optimizer step per batch this costs nothing (the old log-probs are the current ones,
+    detached). bf16 is autocast compute over float32 master weights.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(default=1e-6, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="None: no clipping")
+    epochs: int = Field(default=1, ge=1)
+    minibatches: int = Field(default=1, ge=1, description="optimizer steps per epoch")
+    micro_batch_size: int = Field(default=4, ge=1, description="sequences per forward/backward")
+    clip_low: float = Field(default=0.2, ge=0, lt=1)
+    clip_high: float = Field(default=0.2, ge=0, description="0.28 for DAPO's clip-higher")
+    kl_coef: float = Field(default=0.0, ge=0, description="k3 KL to the initial model; 0 loads no reference")
+    aggregation: Aggregation = "token_mean"
+    old_logprobs: Literal["recompute", "rollout"] = "recompute"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    share_prefix: bool = Field(default=True, description="run a micro-batch's common prompt once (same gradients)")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sane(self) -> LearnerConfig:
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"AdamW betas must be in [0, 1), got {self.betas}")
+        return self
+
+    @property
+    def updates_per_batch(self) -> int:
+        return self.epochs * self.minibatches
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off: a CUDA device with bf16, or a CPU with native bf16 (AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def autocast_dtype(config: LearnerConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, None for float32."""
+    if config.precision == "fp32":
+        return None
+    if config.precision == "bf16" or bf16_supported(device):
+        return torch.bfloat16
+    return None

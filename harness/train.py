@@ -1,0 +1,219 @@
+"""`gymbox train`: rollouts -> rewards -> advantages -> GRPO update -> weight sync, with checkpoints and logs.
+
+A run lives in `config.out`: `trajectories/` (every rollout, scored), `metrics.jsonl` (one line per step),
+`eval.jsonl` (held-out evaluations), `checkpoints/` (model, optimizer, step, random states; the latest is resumed
+automatically), `weights/` (what the vLLM policy serves) and `reward.png` (the reward curve).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gymbox.agent.learner import checkpoint
+from gymbox.agent.learner.learner import Learner
+from gymbox.agent.models import default_model_path, resolve_model
+from gymbox.agent.policy import Sampling
+from gymbox.agent.spec import PolicySpec
+from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.records import Trajectory
+from gymbox.harness.scoring import load_spec, score
+from gymbox.harness.store import TrajectoryStore
+from gymbox.harness.train_config import TrainConfig
+from gymbox.harness.train_report import plot_rewards, print_eval
+from gymbox.harness.train_signal import advantages, reward_metrics, samples_of
+from gymbox.tasks.spec import TaskSpec
+from gymbox.tasks.suites import load_suite
+
+EVAL_SEED = 10_000  # held-out episodes use their own seeds, the same before and after training
+
+
+class Trainer:
+    """Runs a `TrainConfig`; `await Trainer(config).run()`."""
+
+    def __init__(self, config: TrainConfig, *, fresh: bool = False, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console(soft_wrap=True)  # a step line stays one line in a log file
+        self.out = Path(config.out)
+        if fresh and self.out.exists():
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.spec = load_spec(str(config.reward)) if config.reward else None
+        self.tasks = list(load_suite(config.suite).tasks)  # a bad suite name fails before any model loads
+        self.eval_tasks = self._eval_tasks()
+
+    def _eval_tasks(self) -> list[TaskSpec]:
+        if self.config.eval is None:
+            return []
+        tasks = list(load_suite(self.config.eval.suite).tasks)
+        return tasks[: self.config.eval.limit] if self.config.eval.limit else tasks
+
+    # ---- the loop ----
+
+    async def run(self) -> dict[str, Any]:
+        """Train for the configured steps (from the latest checkpoint when there is one); the last metrics."""
+        from gymbox.harness.ray_runner import RayRollouts
+
+        cfg = self.config
+        saved = checkpoint.latest(self.out / "checkpoints")
+        model_path = saved / "model" if saved else Path(default_model_path() if cfg.model == "default"
+                                                        else resolve_model(cfg.model))
+        self.console.print(f"loading the learner from {model_path}")
+        learner = await asyncio.to_thread(Learner.from_pretrained, str(model_path), cfg.learner)
+        start = checkpoint.restore(learner, saved)["step"] if saved else 0
+        if saved:
+            self.console.print(f"resumed from {saved} at step {start}")
+        tokenizer = _tokenizer(model_path)
+        spec = PolicySpec.parse(str(model_path), max_model_len=cfg.max_model_len, weights_version=str(start),
+                                seed=cfg.seed)
+        episode = EpisodeConfig(parser=cfg.parser, sampling=cfg.sampling, max_turns=cfg.max_turns)
+        writer = TrajectoryStore(self.out / "trajectories").writer()
+        last: dict[str, Any] = {}
+        try:
+            async with RayRollouts(spec, episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
+                                   address=cfg.ray_address) as rollouts:
+                self.console.print(f"policy ready: {rollouts.policy_info.get('name')}, weights {start}")
+                if start == 0 and cfg.eval:
+                    await self._evaluate(rollouts, "before", 0)
+                for step in range(start, cfg.steps):
+                    last = await self._step(rollouts, learner, writer, step)
+                    done = step + 1
+                    if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                        path = await asyncio.to_thread(checkpoint.save, learner, self.out / "checkpoints",
+                                                       extra={"step": done}, tokenizer=tokenizer,
+                                                       keep=cfg.keep_checkpoints)
+                        self.console.print(f"checkpoint {path}")
+                    if cfg.eval and cfg.eval.every and done % cfg.eval.every == 0 and done != cfg.steps:
+                        await self._evaluate(rollouts, f"step {done}", done)
+                if cfg.eval and start < cfg.steps:
+                    await self._evaluate(rollouts, "after", cfg.steps)
+        finally:
+            writer.close()
+        plot = plot_rewards(self.out)
+        if plot:
+            self.console.print(f"reward curve: {plot}")
+        print_eval(self.out, self.console)
+        return last
+
+    async def _step(self, rollouts: Any, learner: Learner, writer: Any, step: int) -> dict[str, Any]:
+        cfg = self.config
+        started = time.perf_counter()
+        tasks = self._tasks_for(step)
+        with self._bar(f"step {step + 1}: rollouts", len(tasks) * cfg.group_size) as advance:
+            trajectories = await rollouts.run(tasks, cfg.group_size, base_seed=cfg.seed * 1_000_003 + step,
+                                              on_result=advance)
+        rollout_s = time.perf_counter() - started
+        scored = [self._score(t, step) for t in trajectories]
+        for t in scored:
+            writer.append(t)
+        per_turn = [self._per_turn(t, step) for t in scored] if cfg.turn_level else None
+        values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma,
+                                      per_turn=per_turn)
+        samples = samples_of(scored, values, skip_zero=cfg.skip_zero_advantage)
+        metrics: dict[str, Any] = {"step": step + 1, **reward_metrics(scored), "zero_std_fraction": zero_std,
+                                   "samples": len(samples), "rollout_s": rollout_s}
+        if samples:
+            stats = await asyncio.to_thread(learner.update, samples)
+            metrics.update(stats.as_dict())
+            synced = time.perf_counter()
+            await self._sync(rollouts, learner, step + 1)
+            metrics["sync_s"] = time.perf_counter() - synced
+        else:  # every group's rewards were equal: no gradient, the weights stay as they are
+            metrics["skipped"] = "no learning signal: every group's rewards are equal"
+        metrics["weights_version"] = rollouts.policy_info.get("weights_version")
+        metrics["seconds"] = time.perf_counter() - started
+        _append_json(self.out / "metrics.jsonl", metrics)
+        self._report(metrics)
+        return metrics
+
+    def _tasks_for(self, step: int) -> list[TaskSpec]:
+        """`tasks_per_step` tasks; the suite is walked in a seeded order, reshuffled on each pass."""
+        n, per = len(self.tasks), self.config.tasks_per_step
+        chosen = []
+        for i in range(step * per, (step + 1) * per):
+            order = list(range(n))
+            random.Random(self.config.seed * 7919 + i // n).shuffle(order)
+            chosen.append(self.tasks[order[i % n]])
+        return chosen
+
+    def _score(self, t: Trajectory, step: int) -> Trajectory:
+        return self.spec.apply(t, step=step) if self.spec is not None else score(t)
+
+    def _per_turn(self, t: Trajectory, step: int) -> list[float] | None:
+        if self.spec is None or t.masked:
+            return None
+        return self.spec.score(t, step=step).per_turn
+
+    async def _sync(self, rollouts: Any, learner: Learner, version: int) -> None:
+        """Write the weights where the policy can read them and have it load them as `version`."""
+        folder = self.out / "weights" / f"v{version}"
+        await asyncio.to_thread(learner.model.save_pretrained, folder, safe_serialization=True)
+        await rollouts.load_weights(str(folder.resolve()), str(version))
+        for old in (self.out / "weights").glob("v*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+
+    async def _evaluate(self, rollouts: Any, when: str, step: int) -> None:
+        evs = self.config.eval
+        assert evs is not None
+        sampling = self.config.sampling if evs.samples > 1 else self.config.sampling.model_copy(
+            update={"temperature": 0.0})
+        episode = EpisodeConfig(parser=self.config.parser, sampling=Sampling.model_validate(sampling.model_dump()),
+                                max_turns=self.config.max_turns)
+        self.console.print(f"held-out evaluation ({when}): {len(self.eval_tasks)} tasks x {evs.samples}")
+        with self._bar(f"evaluation ({when})", len(self.eval_tasks) * evs.samples) as advance:
+            trajectories = await rollouts.run(self.eval_tasks, evs.samples, base_seed=EVAL_SEED, config=episode,
+                                              on_result=advance)
+        scored = [self._score(t, step) for t in trajectories]
+        record = {"when": when, "step": step, "suite": evs.suite, **reward_metrics(scored)}
+        _append_json(self.out / "eval.jsonl", record)
+
+    @contextlib.contextmanager
+    def _bar(self, what: str, total: int) -> Iterator[Callable[[Trajectory], None]]:
+        """A transient progress bar counting finished episodes; yields the callback that advances it."""
+        with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=self.console, transient=True) as bar:
+            task = bar.add_task(what, total=total)
+            yield lambda _: bar.advance(task)
+
+    def _report(self, m: dict[str, Any]) -> None:
+        def f(key: str, fmt: str = ".3f") -> str:
+            value = m.get(key)
+            return "-" if value is None else format(value, fmt)
+
+        self.console.print(
+            f"step {m['step']:>4}/{self.config.steps}  reward {f('reward_mean')} ± {f('reward_std')}  "
+            f"success {f('success', '.2f')}  zero-std {f('zero_std_fraction', '.2f')}  samples {m['samples']}  "
+            f"loss {f('loss', '.4f')}  clip {f('clip_fraction', '.3f')}  kl {f('kl', '.4f')}  "
+            f"{f('tokens_per_s', '.0f')} tok/s  {m['seconds']:.0f} s")
+
+
+def _tokenizer(model_path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_path))
+
+
+def _append_json(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, torch.Tensor) else str(value)
+
+
+def main(config: TrainConfig, *, fresh: bool = False) -> int:
+    asyncio.run(Trainer(config, fresh=fresh).run())
+    return 0

@@ -1,0 +1,214 @@
+"""The GRPO learner on a tiny real Llama: accumulation invariance, hand-computed loss, updates, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gymbox.agent.learner import checkpoint
+from gymbox.agent.learner.batch import Sample, collate
+from gymbox.agent.learner.config import LearnerConfig
+from gymbox.agent.learner.learner import Learner
+from gymbox.agent.learner.loss import AGGREGATIONS
+
+VOCAB = 32
+
+
+def tiny_llama(seed: int = 0) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    return LlamaForCausalLM(config)
+
+
+def batch(n: int = 8, seed: int = 1) -> list[Sample]:
+    """Sequences of varied length: a prompt (mask 0), a policy reply, an observation, a second reply."""
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for i in range(n):
+        prompt, reply, obs, reply2 = (int(x) for x in torch.randint(2, 7, (4,), generator=g))
+        mask = [0] * prompt + [1] * reply + [0] * obs + [1] * reply2
+        ids = torch.randint(0, VOCAB, (len(mask),), generator=g).tolist()
+        adv = (torch.randn(1, generator=g).item() if i % 3 else 0.0)
+        samples.append(Sample(token_ids=ids, mask=mask, advantages=[adv * m for m in mask],
+                              logprobs=[-1.0 * m for m in mask], source=f"s{i}"))
+    return samples
+
+
+def params(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("old", ["recompute", "rollout"])
+def test_accumulation_1x8_equals_8x1(aggregation: str, old: str) -> None:
+    after = []
+    for micro in (8, 1):
+        config = LearnerConfig(lr=1e-2, micro_batch_size=micro, aggregation=aggregation, old_logprobs=old,
+                               precision="fp32", max_grad_norm=None)
+        learner = Learner(tiny_llama(), config)
+        stats = learner.update(batch())
+        # The accumulated gradient is the update's input (Adam's first step is nearly sign(g), which would turn
+        # float rounding in near-zero gradients into full-size differences).
+        after.append(({k: p.grad.clone() for k, p in learner.model.named_parameters()}, stats))
+    (one, s1), (eight, s8) = after
+    assert s1.loss == pytest.approx(s8.loss, rel=1e-5, abs=1e-7)
+    assert s1.grad_norm == pytest.approx(s8.grad_norm, rel=1e-5)
+    for name in one:
+        torch.testing.assert_close(one[name], eight[name], rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_parameters_change_after_a_step() -> None:
+    learner = Learner(tiny_llama(), LearnerConfig(lr=1e-3, precision="fp32"))
+    before = params(learner.model)
+    stats = learner.update(batch())
+    moved = [k for k, v in params(learner.model).items() if not torch.equal(v, before[k])]
+    assert stats.optimizer_steps == 1 and learner.step == 1
+    assert len(moved) == len(before)  # every parameter gets a gradient from the policy tokens
+    assert stats.grad_norm > 0
+
+
+class Bigram(nn.Module):
+    """A model whose log-probs are easy to write by hand: logits[t] = table[token t]."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = nn.Parameter(table.clone())
+
+    def forward(self, input_ids: torch.Tensor, logits_to_keep: torch.Tensor, **_: object) -> object:
+        return type("Out", (), {"logits": self.table[input_ids][:, logits_to_keep]})()
+
+
+def test_loss_equals_hand_computed_value() -> None:
+    # Two symbols; table row for token 0 = logits [0, ln 3] (p(1|0) = 3/4), row for token 1 = [0, 0] (p = 1/2).
+    table = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
+    # Sequence a: 0 -> 1 -> 0, policy tokens at positions 1, 2; sequence b: 1 -> 1, policy token at position 1.
+    a = Sample(token_ids=[0, 1, 0], mask=[0, 1, 1], advantages=[0, 2.0, 2.0], logprobs=[0, math.log(0.5), -2.0])
+    b = Sample(token_ids=[1, 1], mask=[0, 1], advantages=[0, -1.0], logprobs=[0, math.log(0.25)])
+    # Token log-probs now: a1 = ln 3/4, a2 = ln 1/2 (after token 1), b1 = ln 1/2.
+    # Ratios: a1 = (3/4)/(1/2) = 1.5 -> clipped to 1.2 for A = 2: -min(3.0, 2.4) = -2.4
+    #         a2 = 0.5 / e^-2 = 3.6945 -> clipped to 1.2: -2.4
+    #         b1 = 0.5 / 0.25 = 2 with A = -1: -min(-2, -1.2) = 2.0
+    expected = {"token_mean": (-2.4 - 2.4 + 2.0) / 3,
+                "seq_mean": ((-2.4 - 2.4) / 2 + 2.0) / 2,
+                "dr_grpo": (-2.4 - 2.4 + 2.0) / (2 * 2)}
+    for aggregation, value in expected.items():
+        config = LearnerConfig(lr=0.1, old_logprobs="rollout", aggregation=aggregation, precision="fp32")
+        stats = Learner(Bigram(table), config).update([a, b])
+        assert stats.loss == pytest.approx(value, abs=1e-6), aggregation
+        assert stats.clip_fraction == pytest.approx(2 / 3)  # a1 and a2 took the clipped term
+
+
+def test_clip_higher_lets_a_positive_token_grow_further() -> None:
+    table = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
+    a = Sample(token_ids=[0, 1], mask=[0, 1], advantages=[0, 1.0], logprobs=[0, math.log(0.6)])  # ratio 1.25
+    low = Learner(Bigram(table), LearnerConfig(old_logprobs="rollout", precision="fp32")).update([a])
+    high = Learner(Bigram(table), LearnerConfig(old_logprobs="rollout", precision="fp32", clip_high=0.28)).update([a])
+    assert low.loss == pytest.approx(-1.2) and low.clip_fraction == 1.0
+    assert high.loss == pytest.approx(-1.25) and high.clip_fraction == 0.0
+
+
+def test_kl_penalty_pulls_towards_the_reference() -> None:
+    config = LearnerConfig(lr=1e-2, precision="fp32", kl_coef=0.5, epochs=3)
+    learner = Learner(tiny_llama(), config)
+    first = learner.update(batch())
+    assert first.kl > 0  # after the first of three epochs the policy has left the reference
+    assert learner.reference is not None
+    assert all(not p.requires_grad for p in learner.reference.parameters())
+
+
+def test_resume_continues_identically(tmp_path) -> None:
+    config = LearnerConfig(lr=1e-2, epochs=2, minibatches=2, micro_batch_size=3, precision="fp32")
+    straight = Learner(tiny_llama(), config)
+    straight.update(batch(seed=1))
+    torch.manual_seed(123)  # the loop's own randomness must be restored too
+    straight.update(batch(seed=2))
+    after_straight, draw_straight = params(straight.model), torch.rand(3)
+
+    first = Learner(tiny_llama(), config)
+    first.update(batch(seed=1))
+    torch.manual_seed(123)
+    path = checkpoint.save(first, tmp_path, extra={"batch": 1})
+    assert checkpoint.latest(tmp_path) == path
+    torch.manual_seed(999)  # disturb everything the checkpoint holds
+    resumed = Learner(tiny_llama(seed=7), config)
+    assert checkpoint.restore(resumed, path) == {"batch": 1}
+    assert resumed.step == first.step == 4
+    resumed.update(batch(seed=2))
+    for name, value in params(resumed.model).items():
+        assert torch.equal(value, after_straight[name]), name
+    assert torch.equal(torch.rand(3), draw_straight)
+
+
+def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path) -> None:
+    learner = Learner(tiny_llama(), LearnerConfig(precision="fp32"))
+    good = checkpoint.save(learner, tmp_path)
+    learner.update(batch())
+    (tmp_path / ".step-000001.partial" / "model").mkdir(parents=True)  # what a kill during the write leaves
+    assert checkpoint.latest(tmp_path) == good
+    assert checkpoint.save(learner, tmp_path).name == "step-000001"
+
+
+@pytest.mark.parametrize(("samples", "message"), [
+    ([], "empty batch"),
+    ([Sample(token_ids=[1, 2], mask=[0, 0], advantages=[0, 0], logprobs=[0, 0])], "no policy tokens"),
+    ([Sample(token_ids=[1, 2], mask=[0, 1], advantages=[0, math.nan], logprobs=[0, 0])], "non-finite"),
+])
+def test_bad_batches_are_refused_before_compute(samples: list[Sample], message: str) -> None:
+    learner = Learner(tiny_llama(), LearnerConfig(precision="fp32"))
+    before = params(learner.model)
+    with pytest.raises(ValueError, match=message):
+        learner.update(samples)
+    assert learner.step == 0 and all(torch.equal(v, before[k]) for k, v in params(learner.model).items())
+
+
+def test_collate_shifts_for_next_token_prediction() -> None:
+    s = Sample(token_ids=[5, 6, 7], mask=[0, 1, 1], advantages=[0, 1, 1], logprobs=[0, -1, -2])
+    c = collate([s, Sample(token_ids=[1, 2], mask=[0, 1], advantages=[0, 3], logprobs=[0, -3])], pad_id=0)
+    assert c.input_ids.tolist() == [[5, 6], [1, 2]]
+    assert c.targets.tolist() == [[6, 7], [2, 0]]
+    assert c.mask.tolist() == [[1, 1], [1, 0]]
+    assert c.attention_mask.tolist() == [[1, 1], [1, 1]]
+    assert c.logprobs.tolist() == [[-1, -2], [-3, 0]]
+
+
+def group_batch(seed: int = 3) -> list[Sample]:
+    """Two groups of four rollouts; each group's rollouts share a 20-token prompt and differ after it."""
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for group in range(2):
+        prompt = torch.randint(0, VOCAB, (20,), generator=g).tolist()
+        for i in range(4):
+            reply = torch.randint(0, VOCAB, (3 + i,), generator=g).tolist()
+            obs, reply2 = torch.randint(0, VOCAB, (2,), generator=g).tolist(), [int(group), i]
+            ids = prompt + reply + obs + reply2
+            mask = [0] * 20 + [1] * len(reply) + [0, 0] + [1, 1]
+            adv = float(i) - 1.5
+            samples.append(Sample(token_ids=ids, mask=mask, advantages=[adv * m for m in mask],
+                                  logprobs=[-1.0 * m for m in mask], source=f"g{group}-{i}"))
+    return samples
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_sharing_the_prompt_changes_nothing_but_the_cost(aggregation: str) -> None:
+    from gymbox.agent.learner.batch import collate
+    from gymbox.agent.learner.forward import shared_prefix
+
+    assert shared_prefix(collate(group_batch()[:4])) == 20
+    runs = []
+    for share in (False, True):
+        config = LearnerConfig(lr=1e-2, micro_batch_size=4, aggregation=aggregation, old_logprobs="rollout",
+                               precision="fp32", share_prefix=share)
+        learner = Learner(tiny_llama(), config)
+        stats = learner.update(group_batch())
+        runs.append(({k: p.grad.clone() for k, p in learner.model.named_parameters()}, stats))
+    (plain, s_plain), (shared, s_shared) = runs
+    assert s_shared.loss == pytest.approx(s_plain.loss, rel=1e-5, abs=1e-7)
+    assert s_shared.clip_fraction == s_plain.clip_fraction
+    for name in plain:
+        torch.testing.assert_close(shared[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
