@@ -1,0 +1,480 @@
+"""Tokens/s of one GRPO update on the same model and batch: gymbox's `Learner` against TRL's `GRPOTrainer`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import importlib.metadata
+import json
+import logging
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+# TRL warns at import about the installed vLLM version; the benchmark never uses vLLM.
+warnings.filterwarnings("ignore", message=r".*TRL currently supports vLLM.*")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+GOAL_RATIO = 1.0
+# gymbox aggregation -> the TRL loss type with the same batch-wide denominator, so the losses agree exactly: the
+# batch's loss tokens (dapo; bnpo would divide per micro-batch), its sequences each averaged over its own tokens (grpo),
+# sequences x max_completion_length (dr_grpo; TrlSide sets that to the batch's longest completion, gymbox's constant).
+TRL_LOSS_TYPES = {"token_mean": "dapo", "seq_mean": "grpo", "dr_grpo": "dr_grpo"}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One completion of a group's shared prompt, with its reward and group-normalized advantage."""
+
+    group: int
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    reward: float
+    advantage: float
+
+    @property
+    def tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """One update of either side: wall time, the batch loss, the pre-clip gradient norm, peak memory growth, and the
+    CPU time this process got meanwhile (all threads), which shows when other processes took the cores."""
+
+    seconds: float
+    loss: float
+    grad_norm: float
+    peak_mb: float
+    cpu_seconds: float
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+def synthetic_batch(groups: int, group_size: int, prompt_tokens: int, completion_range: tuple[int, int],
+                    vocab_size: int, seed: int) -> list[Rollout]:
+    """`groups` x `group_size` rollouts from one seed: random ids (content does not change the cost), a shared prompt
+    per group, completion lengths uniform in `completion_range`, rewards uniform in [0, 1], GRPO advantages."""
+    from gymbox.rewards.advantages import grpo
+
+    rng = random.Random(seed)
+    low_id = 100  # above SmolLM2's special tokens
+    prompts = [[rng.randrange(low_id, vocab_size) for _ in range(prompt_tokens)] for _ in range(groups)]
+    completions = [[rng.randrange(low_id, vocab_size) for _ in range(rng.randint(*completion_range))]
+                   for _ in range(groups * group_size)]
+    rewards = [rng.random() for _ in range(groups * group_size)]
+    group_ids = [i // group_size for i in range(groups * group_size)]
+    advantages = grpo(torch.tensor(rewards, dtype=torch.float64), torch.tensor(group_ids)).values.tolist()
+    return [Rollout(group=g, prompt_ids=prompts[g], completion_ids=c, reward=r, advantage=float(a))
+            for g, c, r, a in zip(group_ids, completions, rewards, advantages, strict=True)]
+
+
+def gymbox_samples(batch: Sequence[Rollout]) -> list[Any]:
+    """The batch as gymbox `Sample`s: prompt then completion, the mask and the advantage on the completion only."""
+    from gymbox.agent.learner.batch import Sample
+
+    samples = []
+    for i, r in enumerate(batch):
+        p, c = len(r.prompt_ids), len(r.completion_ids)
+        samples.append(Sample(token_ids=r.prompt_ids + r.completion_ids, mask=[0] * p + [1] * c,
+                              advantages=[0.0] * p + [r.advantage] * c, logprobs=[0.0] * (p + c), source=f"s{i}"))
+        # rollout log-probs stay 0: with `old_logprobs: recompute` (the default) the learner never reads them
+    return samples
+
+
+def trl_inputs(rows: Sequence[Rollout], pad_id: int, num_items: int, device: torch.device) -> dict[str, Any]:
+    """One micro-batch as `GRPOTrainer._compute_loss` reads it after generation (prompts left-padded, completions
+    right-padded; the prompts here all have the same length, so there is no prompt padding, which would shift TRL's
+    positions). No `old_per_token_logps`: TRL leaves them out itself with one optimizer step per generation batch and
+    uses the detached current log-probs, as gymbox's learner does."""
+    p = max(len(r.prompt_ids) for r in rows)
+    c = max(len(r.completion_ids) for r in rows)
+    prompt_ids = [[pad_id] * (p - len(r.prompt_ids)) + r.prompt_ids for r in rows]
+    prompt_mask = [[0] * (p - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows]
+    completion_ids = [r.completion_ids + [pad_id] * (c - len(r.completion_ids)) for r in rows]
+    completion_mask = [[1] * len(r.completion_ids) + [0] * (c - len(r.completion_ids)) for r in rows]
+    return {"prompt_ids": torch.tensor(prompt_ids, device=device),
+            "prompt_mask": torch.tensor(prompt_mask, device=device),
+            "completion_ids": torch.tensor(completion_ids, device=device),
+            "completion_mask": torch.tensor(completion_mask, device=device),
+            "advantages": torch.tensor([r.advantage for r in rows], dtype=torch.float32, device=device),
+            "num_items_in_batch": torch.tensor(num_items, device=device)}
+
+
+# ---- memory ----
+
+def rss_mb() -> float:
+    """This process's resident size in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def trim_heap() -> None:
+    """Return freed heap pages to the OS, so that the resident size before an update is the memory in use."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Peak memory growth (MB) during the block: CUDA peak allocated bytes, else resident size sampled in a thread."""
+
+    def __init__(self, device: torch.device, every: float = 0.005) -> None:
+        self.device, self.every, self.peak_mb = device, every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._before = self._peak = 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self._peak = max(self._peak, rss_mb())
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._before = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            trim_heap()
+            self._before = self._peak = rss_mb()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20 - self._before
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self._peak, rss_mb()) - self._before
+
+
+# ---- the two sides ----
+
+def load_model(path: str, device: torch.device) -> torch.nn.Module:
+    """The model as `Learner.from_pretrained` loads it (float32 master weights on `device`), for both sides.
+
+    gymbox's prepared folder keeps a `quantization_config` naming the GGUF it was converted from, while its
+    safetensors hold plain weights; `Trainer` refuses a model that reports itself quantized, so the record is dropped
+    (the weights and modules are identical with or without it)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32).to(device)
+
+
+class GymboxSide:
+    """gymbox's `Learner`, one `update(samples)` per timed update; `last_order` is the order of the sequences in its
+    micro-batches during the last update, for TRL to get the same micro-batches."""
+
+    def __init__(self, path: str, device: torch.device, args: argparse.Namespace, pad_id: int,
+                 batch: Sequence[Rollout]) -> None:
+        from gymbox.agent.learner.config import LearnerConfig
+        from gymbox.agent.learner.learner import Learner
+
+        extra = {} if args.share_prefix is None else {"share_prefix": args.share_prefix}
+        self.config = LearnerConfig(lr=args.lr, max_grad_norm=1.0, micro_batch_size=args.micro_batch_size,
+                                    clip_low=args.epsilon, clip_high=args.epsilon, kl_coef=0.0,
+                                    aggregation=args.aggregation, precision=args.precision, seed=args.seed, **extra)
+        self.learner = Learner(load_model(path, device), self.config, pad_id=pad_id)
+        self.samples = gymbox_samples(batch)
+        self.device = device
+        self.last_order = list(range(len(batch)))
+        self._seen: list[int] = []
+        self._record_order()
+
+    def _record_order(self) -> None:
+        """Note which samples each optimizer step gets, in order. The learner picks its micro-batches (shuffled, then
+        grouped by prompt with `share_prefix`); reading them off its `_step` keeps TRL's micro-batches identical
+        whatever that rule is. Without `_step`, TRL gets the batch in its own order."""
+        step = getattr(self.learner, "_step", None)
+        if step is None:
+            return
+        index = {id(s): i for i, s in enumerate(self.samples)}
+
+        def recording_step(samples: list[Any], old: Any) -> Any:
+            self._seen.extend(index[id(s)] for s in samples)
+            return step(samples, old)
+
+        self.learner._step = recording_step  # type: ignore[method-assign]
+
+    def update(self) -> UpdateResult:
+        """`Learner.update` over the whole batch."""
+        self._seen.clear()
+        with PeakMemory(self.device) as memory:
+            started, cpu = time.perf_counter(), time.process_time()
+            stats = self.learner.update(self.samples)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        if sorted(self._seen) == list(range(len(self.samples))):  # one step over the batch, as configured here
+            self.last_order = list(self._seen)
+        return UpdateResult(seconds=seconds, loss=stats.loss, grad_norm=stats.grad_norm, peak_mb=memory.peak_mb,
+                            cpu_seconds=cpu)
+
+    def describe(self) -> dict[str, Any]:
+        optimizer = self.learner.optimizer
+        return {"precision": str(self.learner.autocast or "float32"),
+                "optimizer": f"{type(optimizer).__name__}(fused={optimizer.defaults.get('fused')}, "
+                             f"foreach={optimizer.defaults.get('foreach')})",
+                "share_prefix": getattr(self.config, "share_prefix", None)}
+
+
+class TrlSide:
+    """TRL's `GRPOTrainer` loss step, run as `Trainer`'s inner loop runs it: per micro-batch `compute_loss` in the
+    trainer's context and `accelerator.backward`, then `accelerator.clip_grad_norm_`, `optimizer.step`, `zero_grad`.
+    (`training_step` itself is not called: TRL's `_prepare_inputs` inside it would generate completions.)"""
+
+    def __init__(self, path: str, device: torch.device, args: argparse.Namespace, pad_id: int,
+                 batch: Sequence[Rollout]) -> None:
+        from datasets import Dataset
+        from transformers import AutoTokenizer
+        from trl import GRPOConfig, GRPOTrainer
+
+        sequences = len(batch)
+        self.accumulation = sequences // args.micro_batch_size
+        self.output_dir = tempfile.TemporaryDirectory(prefix="bench-learner-trl-")
+        config = GRPOConfig(
+            output_dir=self.output_dir.name, report_to="none", save_strategy="no", logging_strategy="no",
+            use_cpu=device.type == "cpu", bf16=args.precision == "bf16", fp16=False,
+            per_device_train_batch_size=args.micro_batch_size, gradient_accumulation_steps=self.accumulation,
+            num_generations=args.group_size, num_iterations=1,
+            max_completion_length=max(len(r.completion_ids) for r in batch),
+            loss_type=TRL_LOSS_TYPES[args.aggregation], epsilon=args.epsilon, epsilon_high=args.epsilon, beta=0.0,
+            learning_rate=args.lr, lr_scheduler_type="constant", weight_decay=0.0, adam_beta1=0.9,
+            adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, gradient_checkpointing=False, use_vllm=False,
+            seed=args.seed, dataloader_num_workers=0, log_completions=False)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # Construction needs a reward function and a dataset; the loss step uses neither.
+        dataset = Dataset.from_dict({"prompt": ["unused"] * sequences})
+        self.trainer = GRPOTrainer(model=load_model(path, device), reward_funcs=zero_reward, args=config,
+                                   train_dataset=dataset, processing_class=tokenizer)
+        self.trainer.current_gradient_accumulation_steps = self.accumulation  # set by Trainer's loop otherwise
+        self.optimizer = self.trainer.create_optimizer()
+        self.model = self.trainer.model
+        self.batch, self.pad_id, self.device = list(batch), pad_id, device
+        self.micro = args.micro_batch_size
+        self.num_items = sum(len(r.completion_ids) for r in batch)
+
+    def update(self, order: list[int]) -> UpdateResult:
+        """From the batch's lists to the optimizer step done, micro-batches taken in `order`."""
+        trainer = self.trainer
+        with PeakMemory(self.device) as memory:
+            started, cpu = time.perf_counter(), time.process_time()
+            self.model.train()
+            loss_sum = torch.zeros((), device=self.device)
+            for start in range(0, len(order), self.micro):
+                rows = [self.batch[i] for i in order[start:start + self.micro]]
+                inputs = trl_inputs(rows, self.pad_id, self.num_items, self.device)
+                # as Trainer's loop marks the accumulation window's last micro-batch (TRL reads it for some metrics)
+                trainer.accelerator.gradient_state._set_sync_gradients(start + self.micro >= len(order))
+                with trainer.compute_loss_context_manager():
+                    loss = trainer.compute_loss(self.model, inputs)
+                trainer.accelerator.backward(loss)
+                loss_sum += loss.detach()
+            grad_norm = float(trainer.accelerator.clip_grad_norm_(self.model.parameters(), trainer.args.max_grad_norm))
+            self.optimizer.step()
+            self.model.zero_grad(set_to_none=True)
+            loss_value = float(loss_sum)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return UpdateResult(seconds=seconds, loss=loss_value, grad_norm=grad_norm, peak_mb=memory.peak_mb,
+                            cpu_seconds=cpu)
+
+    def describe(self) -> dict[str, Any]:
+        accelerator = self.trainer.accelerator
+        return {"precision": f"accelerate mixed_precision={accelerator.mixed_precision}",
+                "optimizer": f"{type(self.optimizer).__name__}(fused={self.optimizer.defaults.get('fused')}, "
+                             f"foreach={self.optimizer.defaults.get('foreach')})",
+                "loss_type": self.trainer.loss_type, "gradient_accumulation_steps": self.accumulation}
+
+
+def zero_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """A reward function for `GRPOTrainer`'s constructor; never called by the loss step."""
+    return [0.0] * len(completions)
+
+
+# ---- the run ----
+
+def pick_device(name: str | None) -> torch.device:
+    """`--device`, else CUDA when available, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """`auto` as gymbox resolves it: bf16 where the device has native bf16, else fp32."""
+    from gymbox.agent.learner.config import bf16_supported
+
+    if requested != "auto":
+        return requested
+    return "bf16" if bf16_supported(device) else "fp32"
+
+
+def quiet_libraries() -> None:
+    """Errors only from transformers, accelerate, TRL and datasets: their notices would bury the figures."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    for name in ("accelerate", "trl", "datasets", "torch._dynamo"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def busy(result: UpdateResult, device: torch.device) -> str:
+    """On the CPU, the cores this process kept busy: below the thread count when other processes took cores."""
+    return f" on {result.cores:.2f} cores" if device.type == "cpu" else ""
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from gymbox.agent.models import default_model_path
+
+    device = pick_device(args.device)
+    args.precision = resolve_precision(args.precision, device)
+    sequences = args.groups * args.group_size
+    if sequences % args.micro_batch_size:
+        raise SystemExit(f"--micro-batch-size {args.micro_batch_size} must divide the batch of {sequences} sequences:"
+                         " TRL takes per_device_train_batch_size x gradient_accumulation_steps sequences per step")
+    path = str(args.model or default_model_path())
+    load_before = os.getloadavg()
+    quiet_libraries()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = synthetic_batch(args.groups, args.group_size, args.prompt_tokens,
+                            (args.min_completion, args.max_completion), len(tokenizer), args.seed)
+    tokens = sum(r.tokens for r in batch)
+    print(f"model {path} on {device} ({args.precision}); batch {args.groups} groups x {args.group_size} = {sequences}"
+          f" sequences, {tokens} tokens, micro-batch {args.micro_batch_size}", flush=True)
+
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # Trainer places the model on the current device
+    gymbox = GymboxSide(path, device, args, pad_id, batch)
+    trl = TrlSide(path, device, args, pad_id, batch)
+
+    def pair() -> tuple[UpdateResult, UpdateResult]:
+        """gymbox's update, then TRL's over the micro-batches gymbox just used."""
+        g = gymbox.update()
+        return g, trl.update(gymbox.last_order)
+
+    warm = dict(zip(("gymbox", "trl"), pair(), strict=True))
+    for name, result in warm.items():
+        print(f"warm-up {name}: {result.seconds:.2f} s, loss {result.loss:.6f}, grad norm {result.grad_norm:.6f}",
+              flush=True)
+    timed: dict[str, list[UpdateResult]] = {"gymbox": [], "trl": []}
+    for repeat in range(args.repeats):
+        g, t = pair()
+        timed["gymbox"].append(g)
+        timed["trl"].append(t)
+        print(f"round {repeat + 1}: gymbox {tokens / g.seconds:.1f} tok/s ({g.seconds:.2f} s{busy(g, device)}), "
+              f"trl {tokens / t.seconds:.1f} tok/s ({t.seconds:.2f} s{busy(t, device)})", flush=True)
+
+    def rate(name: str) -> float:
+        return statistics.median(tokens / r.seconds for r in timed[name])
+
+    # Paired ratios cancel drift of the machine's speed between rounds better than a ratio of medians.
+    ratio = statistics.median(t.seconds / g.seconds for g, t in zip(timed["gymbox"], timed["trl"], strict=True))
+    prompt_tokens = sum(len(r.prompt_ids) for r in batch)
+    return {
+        "bench": "learner", "model": os.path.basename(path.rstrip("/")), "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} cpus",
+        "precision": args.precision, "aggregation": args.aggregation, "trl_loss_type": TRL_LOSS_TYPES[args.aggregation],
+        "batch": {"groups": args.groups, "group_size": args.group_size, "sequences": sequences,
+                  "micro_batch_size": args.micro_batch_size, "prompt_tokens": prompt_tokens,
+                  "completion_tokens": tokens - prompt_tokens, "tokens": tokens, "seed": args.seed},
+        "repeats": args.repeats,
+        "gymbox_tokens_per_s": round(rate("gymbox"), 2), "trl_tokens_per_s": round(rate("trl"), 2),
+        "ratio": round(ratio, 3), "goal": GOAL_RATIO, "goal_met": ratio >= GOAL_RATIO,
+        "gymbox_loss": warm["gymbox"].loss, "trl_loss": warm["trl"].loss,
+        "gymbox_grad_norm": warm["gymbox"].grad_norm, "trl_grad_norm": warm["trl"].grad_norm,
+        "gymbox_peak_mem_mb": round(statistics.median(r.peak_mb for r in timed["gymbox"]), 1),
+        "trl_peak_mem_mb": round(statistics.median(r.peak_mb for r in timed["trl"]), 1),
+        "memory_measure": "cuda peak allocated" if device.type == "cuda" else "resident size",
+        "gymbox_seconds": [round(r.seconds, 3) for r in timed["gymbox"]],
+        "trl_seconds": [round(r.seconds, 3) for r in timed["trl"]],
+        "gymbox_cpu_cores": [round(r.cores, 2) for r in timed["gymbox"]],
+        "trl_cpu_cores": [round(r.cores, 2) for r in timed["trl"]],
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "load_avg_before": [round(x, 2) for x in load_before],
+                    "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {"gymbox": gymbox.describe(), "trl": trl.describe(), "lr": args.lr, "epsilon": args.epsilon,
+                     "beta": 0.0, "max_grad_norm": 1.0},
+        "trl_version": importlib.metadata.version("trl"), "torch_version": torch.__version__,
+        "transformers_version": importlib.metadata.version("transformers"),
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    b = result["batch"]
+    table = Table(title=f"one GRPO update: {result['model']} on {result['device']} ({result['precision']}), "
+                        f"{b['groups']}x{b['group_size']} sequences, {b['tokens']} tokens, micro-batch "
+                        f"{b['micro_batch_size']}")
+    for column in ("", "gymbox", "TRL GRPOTrainer", "gymbox / TRL"):
+        table.add_column(column, justify="left" if not column else "right")
+    g, t = result["gymbox_tokens_per_s"], result["trl_tokens_per_s"]
+    table.add_row("tokens/s (median)", f"{g:.1f}", f"{t:.1f}", f"{result['ratio']:.3f}x (goal >= 1.0)")
+    table.add_row("seconds per update", " ".join(f"{s:.2f}" for s in result["gymbox_seconds"]),
+                  " ".join(f"{s:.2f}" for s in result["trl_seconds"]), "")
+    table.add_row(f"peak memory growth, MB ({result['memory_measure']})", f"{result['gymbox_peak_mem_mb']:.0f}",
+                  f"{result['trl_peak_mem_mb']:.0f}", "")
+    table.add_row("first update loss", f"{result['gymbox_loss']:.6f}", f"{result['trl_loss']:.6f}",
+                  f"diff {abs(result['gymbox_loss'] - result['trl_loss']):.2e}")
+    table.add_row("first update grad norm (pre-clip)", f"{result['gymbox_grad_norm']:.5f}",
+                  f"{result['trl_grad_norm']:.5f}",
+                  f"{result['gymbox_grad_norm'] / result['trl_grad_norm']:.4f}x" if result["trl_grad_norm"] else "")
+    s = result["settings"]
+    table.add_row("optimizer", s["gymbox"]["optimizer"], s["trl"]["optimizer"], "")
+    table.add_row("loss aggregation", result["aggregation"], result["trl_loss_type"], "")
+    table.add_row("group prompt run once per micro-batch", str(s["gymbox"]["share_prefix"]), "False", "")
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a local model folder (default: gymbox's default model)")
+    parser.add_argument("--groups", type=int, default=2)
+    parser.add_argument("--group-size", type=int, default=4)
+    parser.add_argument("--micro-batch-size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bf16 where the device has native bf16 (as gymbox decides), else fp32")
+    parser.add_argument("--aggregation", choices=tuple(TRL_LOSS_TYPES), default="token_mean")
+    parser.add_argument("--prompt-tokens", type=int, default=200)
+    parser.add_argument("--min-completion", type=int, default=50)
+    parser.add_argument("--max-completion", type=int, default=120)
+    parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
+                        help="gymbox's learner runs a micro-batch's common prompt once (default: its default)")
+    parser.add_argument("--lr", type=float, default=1e-6)
+    parser.add_argument("--epsilon", type=float, default=0.2, help="clip range, both sides")
+    parser.add_argument("--seed", type=int, default=0)
+    result = run(parser.parse_args())
+    print_table(result)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
