@@ -26,43 +26,15 @@ import asyncio
 import json
 import os
 import statistics
-import threading
 import time
 import tracemalloc
 from typing import Any
 
+from _memory import PeakRss, rss_mb
+
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the engine's INFO lines would bury the figures
 
 GOALS = {"throughput_share": 0.90, "mb_per_episode": 50.0}
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRss:
-    """Samples this process's resident size in a thread; `peak` is the largest seen."""
-
-    def __init__(self, every: float = 0.005) -> None:
-        self.every, self.peak, self._stop = every, rss_mb(), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.peak = max(self.peak, rss_mb())
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
 
 
 async def harness_round(policy: Any, tasks: list[Any], args: argparse.Namespace, base_seed: int) -> dict[str, Any]:

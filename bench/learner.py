@@ -12,7 +12,6 @@ import os
 import random
 import statistics
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from _memory import PeakRss, rss_mb
 
 # TRL warns at import about the installed vLLM version; the benchmark never uses vLLM.
 warnings.filterwarnings("ignore", message=r".*TRL currently supports vLLM.*")
@@ -115,15 +115,6 @@ def trl_inputs(rows: Sequence[Rollout], pad_id: int, num_items: int, device: tor
 
 # ---- memory ----
 
-def rss_mb() -> float:
-    """This process's resident size in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def trim_heap() -> None:
     """Return freed heap pages to the OS, so that the resident size before an update is the memory in use."""
     with contextlib.suppress(OSError, AttributeError):
@@ -133,15 +124,9 @@ def trim_heap() -> None:
 class PeakMemory:
     """Peak memory growth (MB) during the block: CUDA peak allocated bytes, else resident size sampled in a thread."""
 
-    def __init__(self, device: torch.device, every: float = 0.005) -> None:
-        self.device, self.every, self.peak_mb = device, every, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._before = self._peak = 0.0
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.every):
-            self._peak = max(self._peak, rss_mb())
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak_mb, self._before = device, 0.0, 0.0
+        self._rss = PeakRss()
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
@@ -150,8 +135,8 @@ class PeakMemory:
             self._before = torch.cuda.memory_allocated(self.device) / 2**20
         else:
             trim_heap()
-            self._before = self._peak = rss_mb()
-            self._thread.start()
+            self._before = rss_mb()
+            self._rss = PeakRss().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -159,9 +144,8 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20 - self._before
         else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_mb = max(self._peak, rss_mb()) - self._before
+            self._rss.__exit__()
+            self.peak_mb = self._rss.peak - self._before
 
 
 # ---- the two sides ----
