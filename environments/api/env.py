@@ -39,6 +39,14 @@ class Environment(ABC):
     def step(self, action: Action) -> StepResult:
         """Apply the agent's action. Agent mistakes become observations, never exceptions."""
 
+    def step_now(self, action: Action) -> StepResult | None:
+        """`step`, on the server's event loop, when it is short and cannot block there; None (the default) when not.
+
+        The server tries this before sending a step to a worker thread: on a small VM the hop to the thread and back
+        costs about a millisecond, which is a large share of a text game's step. Resets always go to the thread.
+        """
+        return None
+
     def grade(self) -> dict[str, float]:
         """Signals for an episode that a limit cut off (turns, time); environments that grade on submit grade here.
 

@@ -139,7 +139,8 @@ class SessionHost:
                                   "start a new one with reset", turn=session.turn)
             if session.id not in self.sessions:  # closed while this request waited for the lock
                 raise UnknownSession(f"session {session_id} was closed while the step waited")
-            result = await self._run(session, session.env.step, request.action, what="step")
+            result = await self._run(session, session.env.step, request.action, what="step",
+                                     now=session.env.step_now)
             if not isinstance(result, StepResult):
                 await self._discard(session, "crashed")
                 raise EnvCrashed(f"{self.env_cls.__name__}.step returned {type(result).__name__}, not a StepResult")
@@ -200,12 +201,19 @@ class SessionHost:
             raise UnknownSession(f"session {session_id} is {reason}; start a new episode with reset")
         raise UnknownSession(f"no session {session_id!r} on this server; sessions are created by reset")
 
-    async def _run(self, session: Session, fn: Callable[..., T], *args: Any, what: str) -> T:
-        """Call environment code: inline or on a worker thread, under the step time limit; crashes are typed."""
+    async def _run(self, session: Session, fn: Callable[..., T], *args: Any, what: str,
+                   now: Callable[..., T | None] | None = None) -> T:
+        """Call environment code: inline or on a worker thread, under the step time limit; crashes are typed.
+
+        `now`, when given, is tried first on the event loop (`Environment.step_now`); None from it means "not at
+        once", and `fn` goes to the worker thread as usual.
+        """
         limit = session.task.limits.step_seconds
         try:
             if self.env_cls.inline:
                 return fn(*args)
+            if now is not None and (done := now(*args)) is not None:
+                return done
             work = self._executor.submit(fn, *args)
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(work), limit)

@@ -30,6 +30,7 @@ BASE_PACKAGES = ["python3", "python3-venv", "git", "ca-certificates", "procps", 
                  "unzip", "file", "jq", "sqlite3", "gawk"]
 # Packages that go into an image without their declared dependencies (see scripts/setup.sh for why).
 NO_DEPS_WHEELS = {"toolcall": ["bfcl-eval==2026.3.23"]}
+IMAGE_EXTRAS = ["worlds"]  # extras some images install (`gymbox[worlds]`); their wheels are built with the rest
 Log = Callable[[str], None]
 
 
@@ -118,7 +119,11 @@ def build_wheels(root: Path, digest: str, log: Log = print) -> Path:
     dest.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     log("building wheels of gymbox and its dependencies")
-    subprocess.run([*pip, "wheel", "--wheel-dir", str(dest), str(root)], check=True)
+    # The text-world images need the `worlds` extra; ALFWorld's planner builds from source and its build runs
+    # `python` from PATH, which must be this interpreter (pip keeps the built wheel in its cache).
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    subprocess.run([*pip, "wheel", "--wheel-dir", str(dest), f"{root}[{','.join(IMAGE_EXTRAS)}]"], check=True,
+                   env={**os.environ, "PATH": path})
     extra = sorted({p for packages in NO_DEPS_WHEELS.values() for p in packages})
     if extra:
         subprocess.run([*pip, "download", "--no-deps", "--dest", str(dest / "no-deps"), *extra], check=True)

@@ -1,0 +1,42 @@
+"""Tasks of the `textworld` environment: generated games in four families and three levels, split by seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymbox.tasks.spec import Limits, TaskSpec
+
+# (family, level) -> the generator's settings. Levels follow each family's own difficulty knobs: world size and
+# quest length (custom), the challenge's level (coin collector 1-300, treasure hunter 1-30), recipe size and skills
+# (cooking).
+LEVELS: dict[tuple[str, str], dict[str, Any]] = {
+    ("custom", "easy"): {"world_size": 2, "nb_objects": 4, "quest_length": 2},
+    ("custom", "medium"): {"world_size": 5, "nb_objects": 10, "quest_length": 4},
+    ("custom", "hard"): {"world_size": 10, "nb_objects": 20, "quest_length": 8},
+    ("coin_collector", "easy"): {"level": 2},
+    ("coin_collector", "medium"): {"level": 105},
+    ("coin_collector", "hard"): {"level": 210},
+    ("treasure_hunter", "easy"): {"level": 5},
+    ("treasure_hunter", "medium"): {"level": 15},
+    ("treasure_hunter", "hard"): {"level": 25},
+    ("cooking", "easy"): {"recipe": 1, "take": 1, "go": 1},
+    ("cooking", "medium"): {"recipe": 2, "take": 2, "go": 6, "open": True, "cut": True},
+    ("cooking", "hard"): {"recipe": 3, "take": 3, "go": 9, "open": True, "cook": True, "cut": True},
+}
+TURNS = {"easy": 30, "medium": 60, "hard": 100}
+TRAIN_SEEDS = range(1, 9)  # the split is by seed: the same settings, different games
+TEST_SEEDS = range(1001, 1005)
+INSTRUCTION = ("Play this text adventure and win it. Type one command per turn, such as 'look', 'inventory', "
+               "'go north' or 'take key from box'; the game's text tells you the goal.")
+
+
+def tasks() -> list[TaskSpec]:
+    """144 tasks: 12 (family, level) pairs x 8 train seeds and 4 test seeds. Games are generated on first use."""
+    out = []
+    for (family, level), settings in LEVELS.items():
+        for split, seeds in (("train", TRAIN_SEEDS), ("test", TEST_SEEDS)):
+            out += [TaskSpec(id=f"tw-{family}-{level}-{seed}", env="textworld", instruction=INSTRUCTION,
+                             payload={"family": family, "settings": settings, "seed": seed},
+                             limits=Limits(max_turns=TURNS[level]), category=f"{family}-{level}", split=split)
+                    for seed in seeds]
+    return out
