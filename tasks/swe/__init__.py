@@ -1,0 +1,1 @@
+"""Software-engineering tasks made from real packages: bug injection, validation, SWE-bench-format files."""
