@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,16 +16,22 @@ from gymbox.tasks.alfworld import TASK_TYPES
 GAME_FOLDER = "game"
 
 
-def generated_game(task_type: str, seed: int, floorplan: int | None = None, cache: GameCache | None = None) -> Path:
-    """The folder of a generated game, made and verified by the planner on first use, then read from the cache."""
+@functools.cache
+def _generator_id() -> str:
+    """The generator's code and the alfworld release it reads layouts from: part of every cache key."""
     from importlib.metadata import version
 
     from gymbox.environments.alfworld import generate, layouts, pddl
+
+    return f"{source_digest(generate, layouts, pddl)}/alfworld-{version('alfworld')}"
+
+
+def generated_game(task_type: str, seed: int, floorplan: int | None = None, cache: GameCache | None = None) -> Path:
+    """The folder of a generated game, made and verified by the planner on first use, then read from the cache."""
     from gymbox.environments.alfworld.generate import GameSpec, generate_game
 
     spec = GameSpec(task_type=task_type, seed=seed, floorplan=floorplan)
-    key = {"generator": f"{source_digest(generate, layouts, pddl)}/alfworld-{version('alfworld')}",
-           "task_type": task_type, "seed": seed, "floorplan": floorplan}
+    key = {"generator": _generator_id(), "task_type": task_type, "seed": seed, "floorplan": floorplan}
     with ENGINE:
         folder = (cache or GameCache("alfworld")).get(key, lambda work: generate_game(spec, work / GAME_FOLDER))
     return folder / GAME_FOLDER

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import inspect
 import json
@@ -26,8 +27,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gymbox"
 
 
+@functools.cache
 def source_digest(*modules: ModuleType) -> str:
-    """A digest of the generator's own code, for cache keys: a changed generator must never reuse old games."""
+    """A digest of the generator's own code, for cache keys: a changed generator must never reuse old games.
+
+    Computed once per process: every reset builds a key, and the code does not change under a running server.
+    """
     digest = hashlib.sha256()
     for module in modules:
         digest.update(Path(inspect.getfile(module)).read_bytes())
