@@ -18,6 +18,7 @@ from gymbox.harness.cli_eval import add_commands as add_eval_commands
 from gymbox.harness.cli_games import add_games_commands
 from gymbox.harness.cli_models import add_commands as add_model_commands
 from gymbox.harness.cli_progress import add_commands as add_progress_commands
+from gymbox.harness.cli_swe import add_swe_commands
 from gymbox.harness.cli_train import add_commands as add_train_commands
 from gymbox.harness.cli_traj import add_commands as add_traj_commands
 from gymbox.tasks.spec import TaskSpec
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(sub)
     add_progress_commands(sub)
     add_games_commands(sub)
+    add_swe_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")

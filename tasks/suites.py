@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
     "textworld": "gymbox.tasks.textworld:tasks",
     "alfworld": "gymbox.tasks.alfworld:tasks",
     "alfworld-official": "gymbox.tasks.alfworld:official_tasks",
+    "swe": "gymbox.tasks.swe.suite:tasks",
 }
 
 

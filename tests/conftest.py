@@ -61,3 +61,22 @@ def smollm2() -> Path:
     from gymbox.agent.models import default_model_path
 
     return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def swe_images():
+    """The swe package images; `bash scripts/test.sh` builds them (`gymbox swe images`) before the tests run."""
+    import docker
+
+    from gymbox.tasks.swe.packages import PACKAGES
+
+    engine = docker.from_env()
+    missing = []
+    for pkg in PACKAGES.values():
+        try:
+            engine.images.get(pkg.image())
+        except docker.errors.ImageNotFound:
+            missing.append(pkg.image())
+    if missing:
+        raise RuntimeError(f"no image {', '.join(missing)}: run `gymbox swe images` (scripts/test.sh does) first")
+    return engine

@@ -16,19 +16,30 @@ def _in_containers(env_id: str) -> bool:
     return default_registry().load(env_id).isolation == "container"
 
 
+def _uses_docker(env_id: str) -> bool:
+    """`swe` runs in-process but starts a container per episode itself."""
+    return _in_containers(env_id) or env_id.startswith("swe@")
+
+
 @pytest.mark.parametrize("env_id", [
-    pytest.param(env_id, marks=[pytest.mark.container] if _in_containers(env_id) else [])
+    pytest.param(env_id, marks=[pytest.mark.container] if _uses_docker(env_id) else [])
     for env_id in default_registry().ids()
 ])
 async def test_registered_environment_conforms(env_id: str, request: pytest.FixtureRequest) -> None:
     """Container environments are checked in their containers; the others in-process."""
+    tasks = None
     if _in_containers(env_id):
         request.getfixturevalue("docker_engine")  # the engine is up and the image is built
         runtime: Runtime = DockerRuntime(env_id, pool_size=2)
     else:
         runtime = LocalRuntime(env_id)
+    if env_id.startswith("swe@"):
+        request.getfixturevalue("swe_images")
+        from tests.test_swe_env import sampled
+
+        tasks = [sampled(package) for package in ("parse", "cachetools", "toolz")]  # the quickest to grade
     async with runtime:
-        report = await check_runtime(runtime)
+        report = await check_runtime(runtime, tasks)
     assert report.ok, "\n".join(f"{r.name}: {r.detail}" for r in report.failures())
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gymbox.tasks.spec import Limits, TaskSpec
+from gymbox.tasks.swe.packages import Package
 
 _REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
@@ -136,3 +137,16 @@ def to_task(instance: SWEInstance, dockerfile: Path, *, split: str = "test", max
                  "base_commit": instance.base_commit, "gold_patch": instance.patch, "test_patch": instance.test_patch,
                  "fail_to_pass": instance.fail_to_pass, "pass_to_pass": instance.pass_to_pass,
                  "dockerfile": str(dockerfile)})
+
+
+SWEBENCH_ROOT = "/testbed"  # where SWE-bench's images keep the repository
+
+
+def checkout(payload: dict[str, Any]) -> Package:
+    """How the grader treats an instance's image: the whole repository is the agent's to change, the files the
+    test patch touches are put back from the image before it is applied, and the image's own pytest runs."""
+    touched = tuple(sorted({path for path in re.findall(r"^diff --git a/(\S+) b/", payload["test_patch"], re.M)}))
+    tag = "gymbox/swebench-" + re.sub(r"[^a-z0-9_.-]", "-", payload["instance_id"].lower()) + ":latest"
+    return Package(name=payload["repo"], version=payload["base_commit"][:12], sha256="", source=".", tests=touched,
+                   root=payload.get("root", SWEBENCH_ROOT), runner=payload.get("test_runner", "python -m pytest"),
+                   options="", hide_tests=False, tag=tag)

@@ -1,0 +1,1 @@
+"""`swe`: fix a real Python repository until its hidden tests pass."""

@@ -1,0 +1,250 @@
+"""`swe`: the agent fixes a real Python repository; hidden tests, run after it submits, grade the fix.
+
+Each episode gets a container of its own, started and driven from outside through the Docker engine (this
+process never runs the agent's commands itself). The tests are not in the container while the agent works.
+Grading first restarts the container, which ends every process the agent left, then puts back everything outside
+the package's source folder from the image's copy held here, and runs the task's tests with a time limit of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gymbox.environments.api import (
+    Action,
+    Environment,
+    Message,
+    Observation,
+    StepResult,
+    TaskSpec,
+    ToolSpec,
+    no_tool_call,
+    tool_message,
+    unknown_tool,
+)
+from gymbox.environments.api.errors import InvalidAction, InvalidTask, TransportError
+from gymbox.environments.swe import repo
+from gymbox.environments.swe.grader import run_tests
+from gymbox.environments.swe.images import build_instance_image
+from gymbox.environments.swe.sandbox import Sandbox, SandboxLimits
+from gymbox.tasks.swe.packages import Package, package
+from gymbox.tasks.swe.swebench import checkout
+
+COMMAND_SECONDS = 60.0
+GRADE_SECONDS = 300.0
+MAX_OUTPUT = 16_384
+MAX_ARGUMENT = 120_000  # Linux refuses a single command-line argument over 128 KiB
+_EDITOR = (Path(__file__).parent / "editor.py").read_text()
+
+BASH = ToolSpec.make(
+    "bash", "Run a bash command in the repository (a fresh shell each time: cd does not carry over). Output beyond "
+    f"{MAX_OUTPUT} bytes is cut in the middle; a command and what it started are killed after a time limit.",
+    {"command": {"type": "string", "description": "the command line to run"}}, required=["command"])
+VIEW = ToolSpec.make(
+    "view", "Show a file with line numbers (or list a folder, two levels deep).",
+    {"path": {"type": "string", "description": "relative to the repository, or absolute"},
+     "view_range": {"type": "array", "items": {"type": "integer"},
+                    "description": "optional [first, last] line numbers; last may be -1 for the end"}},
+    required=["path"])
+STR_REPLACE = ToolSpec.make(
+    "str_replace", "Replace text in a file: old_str must occur exactly once (whitespace included).",
+    {"path": {"type": "string", "description": "relative to the repository, or absolute"},
+     "old_str": {"type": "string", "description": "the exact text to replace"},
+     "new_str": {"type": "string", "description": "the text to put in its place (empty to delete)"}},
+    required=["path", "old_str", "new_str"])
+CREATE = ToolSpec.make(
+    "create", "Create a new file with the given text.",
+    {"path": {"type": "string", "description": "relative to the repository, or absolute"},
+     "file_text": {"type": "string", "description": "the file's whole text"}}, required=["path", "file_text"])
+SUBMIT = ToolSpec.make("submit", "Say that the fix is done: the hidden tests then run against the repository.")
+
+OUTCOME_LEVELS = ("no submit", "empty patch", "patch fails tests", "patch passes tests")
+
+
+class SweEnv(Environment):
+    name = "swe"
+    version = "v1"
+    description = "Fix a bug in a real Python package; hidden tests grade the fix after submit."
+    tools: ClassVar[list[ToolSpec]] = [BASH, VIEW, STR_REPLACE, CREATE, SUBMIT]
+    suites: ClassVar[list[str]] = ["swe"]
+
+    box: Sandbox | None = None
+    limits = SandboxLimits()
+
+    def reset(self, task: TaskSpec, seed: int) -> Observation:
+        payload = task.payload
+        kind = payload.get("kind")
+        if kind not in ("mutation", "swebench"):
+            raise InvalidTask(f"swe task {task.id!r}: payload.kind must be 'mutation' (a bug injected into a "
+                              "package of tasks/swe/packages.py) or 'swebench' (an instance with its Dockerfile)")
+        try:
+            self.fail_to_pass = _ids(payload, "fail_to_pass")
+            self.tests = [*self.fail_to_pass, *_ids(payload, "pass_to_pass")]
+            self.pkg: Package = package(str(payload["package"])) if kind == "mutation" else checkout(payload)
+            bug_patch = str(payload["bug_patch"]) if kind == "mutation" else ""
+            self.test_patch = "" if kind == "mutation" else str(payload["test_patch"])
+        except (KeyError, TypeError) as exc:
+            raise InvalidTask(f"swe task {task.id!r} is malformed: {exc}") from None
+        if not self.fail_to_pass:
+            raise InvalidTask(f"swe task {task.id!r} has no fail_to_pass tests: nothing could show a fix")
+        if kind == "mutation" and payload.get("version", self.pkg.version) != self.pkg.version:
+            raise InvalidTask(f"swe task {task.id!r} is for {self.pkg.name} {payload['version']}, but gymbox "
+                              f"builds {self.pkg.version}; regenerate the task with `gymbox swe generate`")
+        self.task, self.seed = task, seed
+        self.command_seconds = float(payload.get("command_seconds", COMMAND_SECONDS))
+        self.grade_seconds = float(payload.get("grade_seconds", GRADE_SECONDS))
+        self.commands = self.failed = 0
+        self.outcome: dict[str, float] | None = None
+        self.client = docker_client()
+        if kind == "swebench":
+            try:
+                build_instance_image(self.client, Path(payload["dockerfile"]), self.pkg.image())
+            except (OSError, RuntimeError) as exc:
+                raise InvalidTask(f"swe task {task.id!r}: {exc}") from None
+        self.close()  # a container from an earlier reset of this object
+        self.box = Sandbox.start(self.client, self.pkg.image(), env_id=self.env_id(), limits=self.limits)
+        try:
+            self.start_commit = repo.prepare(self.box, self.pkg, bug_patch, commit=payload.get("base_commit"))
+        except BaseException:
+            self.close()
+            raise
+        return Observation(messages=[Message(role="user", content=self._intro(kind))], tools=self.tools)
+
+    def _intro(self, kind: str) -> str:
+        if kind == "mutation":
+            where = f"a git checkout of {self.pkg.name} {self.pkg.version}"
+            rules = ("`python` and `pytest` are on the PATH. The test suite is not in the checkout: hidden tests "
+                     "run after you submit. Change the package's code, not its tests or configuration (only the "
+                     f"package's source folder, {self.pkg.source}, counts).")
+        else:
+            where = f"{self.pkg.name} at commit {self.pkg.version}"
+            rules = "Hidden tests run after you submit; changes to test files are undone before they run."
+        return (f"{self.task.instruction}\n\nThe repository is {where} at {self.pkg.root} (the current directory). "
+                f"{rules} Use bash, view, str_replace and create, then call submit.")
+
+    def step(self, action: Action) -> StepResult:
+        if not action.tool_calls:
+            return StepResult(observation=Observation(messages=[no_tool_call(self.tools)]),
+                              signals={"valid_action": 0.0})
+        messages, valid = [], 1.0
+        for call in action.tool_calls:
+            name = call.function.name
+            if name == "submit":
+                messages.append(tool_message(call, "Submitted; the hidden tests are running."))
+                signals = {"valid_action": valid, **self._grade(submitted=True)}
+                return StepResult(observation=Observation(messages=messages), terminated=True, signals=signals,
+                                  reward=signals["success"])
+            if name not in ("bash", "view", "str_replace", "create"):
+                messages.append(unknown_tool(call, self.tools))
+                valid = 0.0
+                continue
+            try:
+                args = call.args()
+            except InvalidAction as err:
+                messages.append(tool_message(call, f"Error: {err.message}"))
+                valid = 0.0
+                continue
+            text, ok = self._bash(args) if name == "bash" else self._edit(name, args)
+            valid = valid if ok else 0.0
+            messages.append(tool_message(call, text))
+        return StepResult(observation=Observation(messages=messages),
+                          signals={"valid_action": valid, "commands_failed": float(self.failed)})
+
+    def _bash(self, args: dict[str, Any]) -> tuple[str, bool]:
+        command = args.get("command")
+        if not isinstance(command, str) or not command.strip():
+            return "Error: bash needs a string argument 'command', e.g. {\"command\": \"git status\"}.", False
+        if len(command.encode()) > MAX_ARGUMENT:
+            return (f"Error: the command is {len(command.encode()):,} bytes long, over the {MAX_ARGUMENT:,} a "
+                    "command line can hold; write long text into a file with create first."), False
+        assert self.box is not None
+        result = self.box.exec(command, timeout=self.command_seconds, max_output=MAX_OUTPUT, workdir=self.pkg.root)
+        self.commands += 1
+        self.failed += result.exit_code != 0
+        return result.render(), True
+
+    def _edit(self, name: str, args: dict[str, Any]) -> tuple[str, bool]:
+        """Run a file tool inside the container as the agent's user, so its permissions are the agent's own."""
+        assert self.box is not None
+        request = base64.b64encode(json.dumps({"command": name, "args": args}).encode()).decode()
+        if len(request) > MAX_ARGUMENT:
+            return (f"Error: the arguments are too large ({len(request) * 3 // 4:,} bytes; at most about "
+                    f"{MAX_ARGUMENT * 3 // 4:,}): create a smaller file, then add to it with str_replace or "
+                    "bash."), False
+        result = self.box.exec(f"python3 -c \"$GYMBOX_EDITOR\" {request}", timeout=self.command_seconds,
+                               max_output=MAX_OUTPUT * 2, env={"GYMBOX_EDITOR": _EDITOR, "GYMBOX_ROOT": self.pkg.root},
+                               workdir=self.pkg.root)
+        self.commands += 1
+        return result.output.rstrip("\n") or result.render(), result.exit_code == 0
+
+    def grade(self) -> dict[str, float]:
+        """At the turn limit: the same grading as submit, as an episode that did not submit."""
+        return self._grade(submitted=False)
+
+    def _grade(self, *, submitted: bool) -> dict[str, float]:
+        if self.outcome is not None:
+            return self.outcome
+        box = self.box
+        assert box is not None
+        box.restart()  # ends whatever the agent left running, before anything is read or run
+        patch = repo.agent_patch(box, self.start_commit, root=self.pkg.root)
+        box.restart()  # git may have run filters the agent configured in .git/config: they end here too
+        repo.restore(box, self.pkg, repo.originals(self.client, self.pkg.image(), self.pkg.root),
+                     test_patch=self.test_patch)
+        run = run_tests(box, self.pkg, self.tests, timeout=self.grade_seconds, expect=self.tests)
+        passing = run.passing()
+        f2p = sum(test in passing for test in self.fail_to_pass) / len(self.fail_to_pass)
+        p2p = [test for test in self.tests[len(self.fail_to_pass):] if test not in passing]
+        resolved = f2p == 1.0 and not p2p
+        level = 0 if not submitted else 1 if not patch.strip() else 3 if resolved else 2
+        self.last_run, self.patch = run, patch
+        self.outcome = {"success": float(resolved), "resolved": float(resolved), "submitted": float(submitted),
+                        "patch_nonempty": float(bool(patch.strip())), "f2p_passed": f2p,
+                        "p2p_broken": float(len(p2p)), "outcome_level": float(level),
+                        "tests_seconds": run.seconds, "tests_timed_out": float(run.timed_out),
+                        "commands": float(self.commands), "commands_failed": float(self.failed)}
+        return self.outcome
+
+    def state(self) -> dict[str, Any]:
+        return {"container": self.box.name if self.box else None, "commands": self.commands,
+                "graded": self.outcome is not None}
+
+    def close(self) -> None:
+        if self.box is not None:
+            self.box.remove()
+            self.box = None
+
+
+def _ids(payload: dict[str, Any], key: str) -> list[str]:
+    value = payload.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"payload.{key} must be a list of pytest node ids")
+    return value
+
+
+_CLIENT: Any = None
+_CLIENT_LOCK = threading.Lock()
+
+
+def docker_client() -> Any:
+    """This process's Docker client; the first call also removes containers whose owner is gone."""
+    global _CLIENT
+    with _CLIENT_LOCK:
+        if _CLIENT is None:
+            import docker
+
+            from gymbox.environments.runtime.containers import reap
+
+            try:
+                client = docker.from_env(timeout=600)
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise TransportError(f"the swe environment needs the Docker engine and cannot reach it ({exc}); "
+                                     "start it (`bash scripts/docker.sh`) and try again") from exc
+            reap(client)
+            _CLIENT = client
+        return _CLIENT

@@ -1,0 +1,137 @@
+"""The checkout in an episode's container: put it at the task's state, read the agent's patch, restore the rest.
+
+Only the package's source folder is the agent's to change. Everything else in the checkout (tests, conftest.py,
+pytest's configuration, top-level files) is put back from the image's own copy, held outside the container,
+before any test runs, so nothing the agent leaves there reaches the grader.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gymbox.environments.api.errors import InvalidTask
+from gymbox.environments.swe.sandbox import Sandbox
+from gymbox.tasks.swe.packages import Package
+
+REPO = "/repo"
+TASK_DIR = "/var/tmp/gymbox-task"
+# Fixed identity and dates: the task's commit has the same hash in every episode, and says nothing of the bug.
+GIT_ENV = {"GIT_AUTHOR_NAME": "gymbox", "GIT_AUTHOR_EMAIL": "gymbox@localhost", "GIT_COMMITTER_NAME": "gymbox",
+           "GIT_COMMITTER_EMAIL": "gymbox@localhost", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+
+
+def prepare(box: Sandbox, pkg: Package, bug_patch: str, *, commit: str | None = None, timeout: float = 120.0) -> str:
+    """Check out `commit` (if given), apply the bug, take the tests out, and start a fresh history at that state
+    (so no later commit and no earlier version is in reach); returns the new commit."""
+    steps = ["set -e", f"cd {pkg.root}"]
+    if commit:
+        steps.append(f"git -c advice.detachedHead=false checkout -q -f {shlex.quote(commit)}")
+    if bug_patch:
+        box.put_files({f"{TASK_DIR}/bug.patch": bug_patch.encode()}, mode=0o600)
+        steps.append(f"git apply --whitespace=nowarn {TASK_DIR}/bug.patch")
+    steps.append(f"rm -rf {TASK_DIR}")
+    if pkg.hide_tests:
+        steps.append("rm -rf " + " ".join(shlex.quote(t) for t in pkg.tests))
+    steps.append("rm -rf .git; git init -q -b main; git add -A; git commit -q -m 'Task state'; git rev-parse HEAD")
+    result = box.exec("; ".join(steps), timeout=timeout, env=GIT_ENV)
+    if result.exit_code != 0:
+        raise InvalidTask(f"cannot put {pkg.name} {pkg.version} at the task's state in {pkg.image()}: "
+                          f"{result.render()}")
+    return result.output.strip().splitlines()[-1]
+
+
+def agent_patch(box: Sandbox, start: str, *, root: str = REPO, timeout: float = 60.0) -> str:
+    """Everything the agent changed since the task's commit (new files included), as a git diff."""
+    # Against the recorded commit, not HEAD: an agent that commits its work still has a patch.
+    script = (f"cd {root} && git add -A >/dev/null 2>&1; git -c core.hooksPath=/dev/null diff --cached "
+              f"--no-color --no-ext-diff --no-textconv {start}")
+    result = box.exec(script, timeout=timeout, max_output=1 << 20)
+    return result.output if result.exit_code == 0 else ""
+
+
+def restore(box: Sandbox, pkg: Package, originals: bytes, *, test_patch: str = "", timeout: float = 60.0) -> None:
+    """Put back every file outside the package's source folder, its test folders and every conftest.py as the
+    image had them, with `test_patch` (SWE-bench's hidden tests) applied to them, if any."""
+    keep = [] if pkg.source == "." else pkg.source.split("/")
+    steps = [f"chmod -R u+rwX {pkg.root} 2>/dev/null; cd {pkg.root}"]
+    # At each level of the source folder's path, remove its siblings (they come back from the image's copy).
+    for depth in range(len(keep)):
+        folder = "/".join(keep[:depth]) or "."
+        skip = " ! -name .git" if depth == 0 else ""
+        steps.append(f"find {shlex.quote(folder)} -mindepth 1 -maxdepth 1{skip} ! -name {shlex.quote(keep[depth])}"
+                     " -exec rm -rf {} +")
+    inside = [t for t in pkg.tests if pkg.is_source_path(t)]
+    if inside:
+        steps.append("rm -rf " + " ".join(shlex.quote(t) for t in inside))
+    # pytest loads a conftest.py from any folder above a test: the agent's own go, the image's come back.
+    steps.append(f"find {shlex.quote(pkg.source)} -name conftest.py -not -path './.git/*' -exec rm -f {{}} +")
+    result = box.exec("; ".join(steps), timeout=timeout, workdir=pkg.root)
+    if result.exit_code != 0:
+        raise InvalidTask(f"cannot restore the checkout of {pkg.name} before grading: {result.render()}")
+    restored = _restorable(pkg, originals)
+    if test_patch:  # applied here, by this machine's git, so that no git runs in the container during grading
+        restored = _patched(restored, test_patch, PurePosixPath(pkg.root).name)
+    box.put_archive(str(PurePosixPath(pkg.root).parent), restored)
+
+
+def _patched(archive: bytes, patch: str, top: str) -> bytes:
+    """The archive with `patch` applied to its files (new files added, deleted ones dropped)."""
+    with tempfile.TemporaryDirectory(prefix="gymbox-test-patch-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="fully_trusted")
+        folder = Path(tmp) / top
+        folder.mkdir(exist_ok=True)
+        done = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], input=patch.encode(), cwd=folder,
+                              capture_output=True)
+        if done.returncode != 0:
+            raise InvalidTask("the hidden tests (test_patch) do not apply to the restored checkout: "
+                              + done.stderr.decode(errors="replace").strip())
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            tar.add(folder, arcname=top, filter=_agent_owned)
+        return out.getvalue()
+
+
+def _agent_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 1000
+    info.uname = info.gname = ""
+    return info
+
+
+def _restorable(pkg: Package, originals: bytes) -> bytes:
+    """The image's checkout archive less the source folder (its test folders and conftest.py files stay) and the
+    git history."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(originals)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src:
+            rel = member.name.partition("/")[2]  # the archive's names start with the checkout's folder name
+            if rel == ".git" or rel.startswith(".git/"):
+                continue
+            if (pkg.is_source_path(rel) and not pkg.is_test_path(rel) and not member.isdir()
+                    and PurePosixPath(rel).name != "conftest.py"):
+                continue
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
+_ORIGINALS: dict[str, bytes] = {}
+
+
+def originals(client: Any, image: str, root: str = REPO) -> bytes:
+    """The image's checkout as a tar archive, read once per image from a container that is never started."""
+    image_id = str(client.images.get(image).id)
+    if image_id not in _ORIGINALS:
+        container = client.api.create_container(image_id, command=["true"])
+        try:
+            stream, _ = client.api.get_archive(container["Id"], root)
+            _ORIGINALS[image_id] = b"".join(stream)
+        finally:
+            client.api.remove_container(container["Id"], force=True)
+    return _ORIGINALS[image_id]
