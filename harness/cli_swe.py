@@ -76,7 +76,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from gymbox.environments.swe.validate import check_task
     from gymbox.tasks import load_suite
 
-    tasks = list(load_suite(args.suite).tasks)[: args.limit]
+    tasks = [t for t in load_suite(args.suite).tasks if not args.packages or t.category in args.packages]
+    tasks = tasks[: args.limit]
     rows: list[dict[str, Any]] = []
     columns = (TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress, ThreadPoolExecutor(args.jobs) as pool:
@@ -86,6 +87,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             progress.advance(bar)
             if not row["ok"]:
                 progress.console.print(f"[red]{row['task']}[/red]: {row['why']}")
+            elif not console.is_terminal:  # no live bar in a log file: a line per task instead
+                progress.console.print(f"{len(rows)}/{len(tasks)} {row['task']}: valid ({row['gold_seconds']:.0f} s)")
     table = Table("package", "tasks", "valid", "gold resolves", "unpatched fails", "grading s (median)")
     for package in sorted({r["package"] for r in rows}):
         mine = [r for r in rows if r["package"] == package]
@@ -121,6 +124,7 @@ def add_swe_commands(sub: Any) -> None:
     p.set_defaults(handler=cmd_generate)
     p = swe.add_parser("validate", help="play each task's gold patch (resolves) and no patch (does not)")
     p.add_argument("suite", nargs="?", default="swe", help="suite or suite:split (default swe)")
+    p.add_argument("--packages", nargs="*", help="only these packages' tasks")
     p.add_argument("--limit", type=int, help="the first N tasks only")
     p.add_argument("--jobs", type=int, default=2, help="tasks checked at once (two containers each)")
     p.set_defaults(handler=cmd_validate)

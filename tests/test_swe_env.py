@@ -110,18 +110,19 @@ def test_tampering_with_tests_config_and_processes_does_not_reach_the_grader(swe
     finally:
         env.close()
 
-    # The other way round: a correct fix still resolves when the agent wrecks the tests and leaves a saboteur.
+    # The other way round: a correct fix still resolves when the agent wrecks the tests and the git history, and
+    # leaves a saboteur running.
     env = SweEnv()
     try:
         env.reset(task, 0)
         env.step(call("create", path="/home/agent/fix.patch", file_text=task.payload["gold_patch"]))
-        wreck = ("git apply /home/agent/fix.patch && rm -rf tests && mkdir tests"
+        wreck = ("git apply /home/agent/fix.patch && rm -rf .git tests && mkdir tests"
                  " && printf 'raise SystemExit(3)\\n' > tests/conftest.py"
                  " && (nohup bash -c 'while true; do rm -rf /repo/tests; sleep 0.1; done' >/dev/null 2>&1 &)"
                  " && echo wrecked")
         assert "wrecked" in text(env.step(call("bash", command=wreck)))
         signals = env.step(call("submit")).signals
-        assert signals["resolved"] == 1.0 and signals["outcome_level"] == 3.0
+        assert signals["resolved"] == 1.0 and signals["outcome_level"] == 3.0 and signals["patch_nonempty"] == 1.0
     finally:
         env.close()
 

@@ -190,9 +190,9 @@ class SweEnv(Environment):
             return self.outcome
         box = self.box
         assert box is not None
-        box.restart()  # ends whatever the agent left running, before anything is read or run
+        box.end_agent_processes()  # whatever the agent left running ends before anything is read or run
         patch = repo.agent_patch(box, self.start_commit, root=self.pkg.root)
-        box.restart()  # git may have run filters the agent configured in .git/config: they end here too
+        box.end_agent_processes()  # git may have run filters the agent configured in .git/config: they end too
         repo.restore(box, self.pkg, repo.originals(self.client, self.pkg.image(), self.pkg.root),
                      test_patch=self.test_patch)
         run = run_tests(box, self.pkg, self.tests, timeout=self.grade_seconds, expect=self.tests)
@@ -200,10 +200,11 @@ class SweEnv(Environment):
         f2p = sum(test in passing for test in self.fail_to_pass) / len(self.fail_to_pass)
         p2p = [test for test in self.tests[len(self.fail_to_pass):] if test not in passing]
         resolved = f2p == 1.0 and not p2p
-        level = 0 if not submitted else 1 if not patch.strip() else 3 if resolved else 2
+        changed = patch is None or bool(patch.strip())  # None: the agent broke git, so something did change
+        level = 0 if not submitted else 3 if resolved else 2 if changed else 1
         self.last_run, self.patch = run, patch
         self.outcome = {"success": float(resolved), "resolved": float(resolved), "submitted": float(submitted),
-                        "patch_nonempty": float(bool(patch.strip())), "f2p_passed": f2p,
+                        "patch_nonempty": float(changed), "f2p_passed": f2p,
                         "p2p_broken": float(len(p2p)), "outcome_level": float(level),
                         "tests_seconds": run.seconds, "tests_timed_out": float(run.timed_out),
                         "commands": float(self.commands), "commands_failed": float(self.failed)}

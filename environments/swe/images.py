@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gymbox.environments.runtime.images import BASE_TAG, build_base
 from gymbox.tasks.swe.packages import TEST_WHEELS, Package, fetch_sdist, fetch_test_wheels
 
 REPO = "/repo"
 TESTS_VENV = "/opt/tests"
-BASE = "gymbox/base:bookworm"
+BASE = BASE_TAG
 
 # The checkout and the agent's home belong to user 1000 (the agent); the test tools belong to root, so nothing
 # the agent does can change them. The package itself is never installed: its original code is only in /repo.
@@ -60,6 +61,7 @@ def build_package_image(client: Any, pkg: Package, *, force: bool = False,
             return str(existing.id)
     except docker.errors.ImageNotFound:
         pass
+    build_base(client, log=log)  # the Debian base all gymbox images share (debootstrap, once)
     sdist = fetch_sdist(pkg)
     wheels = fetch_test_wheels()
     context = Path(tempfile.mkdtemp(prefix="gymbox-swe-build-"))

@@ -47,13 +47,14 @@ def prepare(box: Sandbox, pkg: Package, bug_patch: str, *, commit: str | None = 
     return result.output.strip().splitlines()[-1]
 
 
-def agent_patch(box: Sandbox, start: str, *, root: str = REPO, timeout: float = 60.0) -> str:
-    """Everything the agent changed since the task's commit (new files included), as a git diff."""
+def agent_patch(box: Sandbox, start: str, *, root: str = REPO, timeout: float = 60.0) -> str | None:
+    """Everything the agent changed since the task's commit (new files included), as a git diff; None when git
+    cannot tell (the agent removed or broke the repository's history)."""
     # Against the recorded commit, not HEAD: an agent that commits its work still has a patch.
     script = (f"cd {root} && git add -A >/dev/null 2>&1; git -c core.hooksPath=/dev/null diff --cached "
               f"--no-color --no-ext-diff --no-textconv {start}")
     result = box.exec(script, timeout=timeout, max_output=1 << 20)
-    return result.output if result.exit_code == 0 else ""
+    return result.output if result.exit_code == 0 else None
 
 
 def restore(box: Sandbox, pkg: Package, originals: bytes, *, test_patch: str = "", timeout: float = 60.0) -> None:

@@ -28,7 +28,7 @@ from gymbox.tasks.swe.statement import problem_statement
 
 SLOW_SECONDS = 2.0  # tests slower than this at baseline are left out of every task (grading stays quick)
 FIRST_RUN_TESTS = 200  # at most this many covering tests decide whether a mutation breaks anything
-TEST_SHARE = 0.2  # of functions, whose tasks form the test split
+TEST_SHARE = 0.2  # of each package's tasks, in the test split
 COVERAGE_DIR = "/var/tmp/gymbox-coverage"
 Log = Callable[[str], None]
 
@@ -134,7 +134,7 @@ def try_mutation(box: Sandbox, pkg: Package, base: Baseline, mutation: Mutation,
     statement = problem_statement(pkg.name, {t: run.failures.get(t, "") for t in fail_to_pass},
                                   source_dir=pkg.source, seed=seed)
     return {"id": f"{pkg.slug}.{mutation.function}.{mutation.operator}.{digest}", "package": pkg.slug,
-            "version": pkg.version, "split": split_of(pkg, mutation), "path": mutation.path,
+            "version": pkg.version, "split": "", "path": mutation.path,
             "function": mutation.function, "operator": mutation.operator, "line": mutation.line,
             "problem_statement": statement, "bug_patch": patch, "gold_patch": gold_patch(mutated, original,
                                                                                          mutation.path),
@@ -142,10 +142,19 @@ def try_mutation(box: Sandbox, pkg: Package, base: Baseline, mutation: Mutation,
             "grade_seconds": max(120, math.ceil(6 * run.seconds))}
 
 
-def split_of(pkg: Package, mutation: Mutation) -> str:
-    """Fixed by the function's name: bugs in one function never land on both sides."""
-    digest = hashlib.sha256(f"{pkg.slug}:{mutation.path}:{mutation.function}".encode()).digest()
-    return "test" if int.from_bytes(digest[:4], "big") / 2**32 < TEST_SHARE else "train"
+def assign_splits(tasks: list[dict[str, Any]]) -> None:
+    """Fixed train/test split by function: functions in the order of a hash of their name go to test until
+    TEST_SHARE of the tasks are there, so bugs in one function never land on both sides."""
+    by_function: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for task in tasks:
+        by_function.setdefault((task["path"], task["function"]), []).append(task)
+    order = sorted(by_function, key=lambda key: hashlib.sha256(f"{key[0]}:{key[1]}".encode()).hexdigest())
+    wanted, taken = math.ceil(TEST_SHARE * len(tasks)), 0
+    for key in order:
+        split = "test" if taken < wanted else "train"
+        taken += len(by_function[key]) if split == "test" else 0
+        for task in by_function[key]:
+            task["split"] = split
 
 
 def generate_package(client: Any, pkg: Package, *, count: int, seed: int, tries: int | None = None,
@@ -169,6 +178,7 @@ def generate_package(client: Any, pkg: Package, *, count: int, seed: int, tries:
                 log(f"{pkg.name}: kept {task['id']} ({len(tasks)}/{count}, {index + 1} tried)")
                 if advance:
                     advance(1)
+        assign_splits(tasks)
         return tasks
     finally:
         box.remove()
