@@ -105,8 +105,10 @@ def test_tampering_with_tests_config_and_processes_does_not_reach_the_grader(swe
         armed = text(env.step(call("bash", command="chmod +x /home/agent/evil.sh && git config filter.evil.clean "
                                    "/home/agent/evil.sh && echo '* filter=evil' > .gitattributes && echo armed")))
         assert "armed" in armed
-        signals = env.step(call("submit")).signals
+        submitted = env.step(call("submit"))
+        signals = submitted.signals
         assert signals["resolved"] == 0.0 and signals["f2p_passed"] < 1.0
+        assert submitted.info["failing_count"] >= 1 and "conftest.py" in submitted.info["patch"]
     finally:
         env.close()
 

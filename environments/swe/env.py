@@ -137,7 +137,7 @@ class SweEnv(Environment):
                 messages.append(tool_message(call, "Submitted; the hidden tests are running."))
                 signals = {"valid_action": valid, **self._grade(submitted=True)}
                 return StepResult(observation=Observation(messages=messages), terminated=True, signals=signals,
-                                  reward=signals["success"])
+                                  reward=signals["success"], info=self._report())
             if name not in ("bash", "view", "str_replace", "create"):
                 messages.append(unknown_tool(call, self.tools))
                 valid = 0.0
@@ -209,6 +209,12 @@ class SweEnv(Environment):
                         "tests_seconds": run.seconds, "tests_timed_out": float(run.timed_out),
                         "commands": float(self.commands), "commands_failed": float(self.failed)}
         return self.outcome
+
+    def _report(self) -> dict[str, Any]:
+        """What the trajectory keeps of the grading: the patch (cut at 64 kB) and the tests that did not pass."""
+        failing = sorted(t for t in self.tests if t not in self.last_run.passing())
+        return {"patch": None if self.patch is None else self.patch[:65_536], "failing_tests": failing[:50],
+                "failing_count": len(failing)}
 
     def state(self) -> dict[str, Any]:
         return {"container": self.box.name if self.box else None, "commands": self.commands,
