@@ -89,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 progress.console.print(f"[red]{row['task']}[/red]: {row['why']}")
             elif not console.is_terminal:  # no live bar in a log file: a line per task instead
                 progress.console.print(f"{len(rows)}/{len(tasks)} {row['task']}: valid ({row['gold_seconds']:.0f} s)")
-    table = Table("package", "tasks", "valid", "gold resolves", "unpatched fails", "grading s (median)")
+    table = Table("package", "tasks", "valid", "gold resolves", "unpatched fails", "gold episode s (median)")
     for package in sorted({r["package"] for r in rows}):
         mine = [r for r in rows if r["package"] == package]
         table.add_row(package, str(len(mine)), str(sum(r["ok"] for r in mine)),
