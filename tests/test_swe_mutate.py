@@ -78,7 +78,7 @@ def test_nothing_in_real_docstrings(real: dict[str, tuple[str, list[Mutation]]])
             assert not any(m.line in lines or last in lines for lines in docstrings), m.describe()
 
 
-SKIPPED = '''\
+UNTOUCHED = '''\
 """Module docstring: a < b and c + 1.  # untouched"""
 import functools
 from typing import TYPE_CHECKING
@@ -117,15 +117,15 @@ if __name__ == "__main__":  # untouched
 
 
 def test_excluded_regions_are_never_mutated() -> None:
-    lines = SKIPPED.splitlines()
-    mutations = candidates(SKIPPED, "pkg/kept.py")
+    lines = UNTOUCHED.splitlines()
+    mutations = candidates(UNTOUCHED, "pkg/kept.py")
     for m in mutations:
         touched = lines[m.line - 1 : m.line + m.original.count("\n")]
         assert not any("# untouched" in line for line in touched), m.describe()
     assert {m.function for m in mutations} == {"kept"}
     assert {m.line for m in mutations} == {15, 17, 18}  # `range(a + 1)`, `if a < b`, `return a + b`
     for path in ("tests/test_kept.py", "pkg/test_kept.py", "pkg/kept_test.py", "pkg/tests/helpers.py", "conftest.py"):
-        assert candidates(SKIPPED, path) == []
+        assert candidates(UNTOUCHED, path) == []
 
 
 def _mutated(source: str, operator: str) -> set[str]:

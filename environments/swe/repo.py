@@ -65,8 +65,8 @@ def restore(box: Sandbox, pkg: Package, originals: bytes, *, test_patch: str = "
     # At each level of the source folder's path, remove its siblings (they come back from the image's copy).
     for depth in range(len(keep)):
         folder = "/".join(keep[:depth]) or "."
-        skip = " ! -name .git" if depth == 0 else ""
-        steps.append(f"find {shlex.quote(folder)} -mindepth 1 -maxdepth 1{skip} ! -name {shlex.quote(keep[depth])}"
+        keep_git = " ! -name .git" if depth == 0 else ""
+        steps.append(f"find {shlex.quote(folder)} -mindepth 1 -maxdepth 1{keep_git} ! -name {shlex.quote(keep[depth])}"
                      " -exec rm -rf {} +")
     inside = [t for t in pkg.tests if pkg.is_source_path(t)]
     if inside:

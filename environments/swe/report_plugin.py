@@ -19,10 +19,10 @@ def pytest_runtest_logreport(report) -> None:
         return
     text = str(report.longrepr)[-_MAX_TEXT:] if report.failed else ""
     _write({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome, "text": text,
-            "duration": round(report.duration, 4), "xfail": hasattr(report, "wasxfail")})
+            "duration": round(report.duration, 4)})
 
 
 def pytest_collectreport(report) -> None:
     if report.failed:
         _write({"nodeid": report.nodeid, "when": "collect", "outcome": "failed",
-                "text": str(report.longrepr)[-_MAX_TEXT:], "xfail": False})
+                "text": str(report.longrepr)[-_MAX_TEXT:]})
