@@ -37,8 +37,7 @@ _COVERAGE_MAP = """
 import json, os, sys, coverage
 wanted = json.load(open(sys.argv[1]))
 data = coverage.CoverageData(basename=sys.argv[2]); data.read()
-tests, lines = [], {}
-index = {}
+lines, index = {}, {}
 for path, numbers in wanted.items():
     by_line = data.contexts_by_lineno(os.path.join("/repo", path))
     for number in numbers:
@@ -52,7 +51,6 @@ json.dump({"tests": sorted(index, key=index.get), "lines": lines}, open(sys.argv
 class Baseline:
     passing: set[str]  # tests that pass on the unchanged checkout and are quick
     durations: dict[str, float]
-    seconds: float
     sources: dict[str, str]  # the package's source files, by path in the checkout
     covering: dict[tuple[str, int], list[str]]  # (path, line) -> tests that execute it
 
@@ -98,7 +96,7 @@ def baseline(box: Sandbox, pkg: Package, sources: dict[str, str], mutations: lis
     names = mapping["tests"]
     covering = {(path, int(line)): [names[i] for i in ids if names[i] in passing]
                 for path, lines in mapping["lines"].items() for line, ids in lines.items()}
-    return Baseline(passing, full.durations, full.seconds, sources, covering)
+    return Baseline(passing, full.durations, sources, covering)
 
 
 def try_mutation(box: Sandbox, pkg: Package, base: Baseline, mutation: Mutation, seed: int) -> dict[str, Any] | None:
