@@ -23,6 +23,9 @@ class Environment(ABC):
     suites: ClassVar[list[str]] = []
     # "shared": one server hosts many sessions; "container": each episode gets its own container.
     isolation: ClassVar[str] = "shared"
+    # True when the environment starts containers of its own through the Docker engine (`swe`), whatever its
+    # isolation: it needs the engine wherever it runs.
+    uses_docker: ClassVar[bool] = False
     # True when reset and step are cheap and never block: the server then runs them on its event loop
     # instead of a worker thread.
     inline: ClassVar[bool] = False

@@ -71,6 +71,7 @@ class SweEnv(Environment):
     description = "Fix a bug in a real Python package; hidden tests grade the fix after submit."
     tools: ClassVar[list[ToolSpec]] = [BASH, VIEW, STR_REPLACE, CREATE, SUBMIT]
     suites: ClassVar[list[str]] = ["swe"]
+    uses_docker = True  # one container per episode, started from this process
 
     box: Sandbox | None = None
     limits = SandboxLimits()

@@ -47,7 +47,7 @@ def check_task(task: TaskSpec) -> dict[str, Any]:
     gold_seconds = time.monotonic() - started
     bare, _ = play(task, None)
     why = []
-    if applied is not None and "[exit code" in str(applied.observation.messages[-1].content):
+    if applied is not None and applied.signals.get("commands_failed", 0.0) > 0:
         why.append(f"the gold patch did not apply: {applied.observation.messages[-1].content}")
     if gold["resolved"] != 1.0:
         why.append(f"the gold patch does not resolve it (FAIL_TO_PASS passing {gold['f2p_passed']:.2f}, "
