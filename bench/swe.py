@@ -5,7 +5,7 @@ submits. Measured in the same run, as baselines:
 - reset floor: starting a bare container of the same image and running one command in it (what any container
   per episode costs before the repository is put at the task's state);
 - test floor: the same hidden tests run straight away in a container of the fixed repository, with none of the
-  grader's restart and restore.
+  grader's process cleanup and restore.
 The last line is JSON.
 """
 
@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from _workload import percentile
 from rich.console import Console
 from rich.table import Table
 
@@ -67,8 +68,7 @@ def floors(task: TaskSpec) -> dict[str, float]:
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return percentile(sorted(values), 100 * q)
 
 
 def throughput(tasks: list[TaskSpec], concurrency: int) -> float:

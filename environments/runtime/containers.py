@@ -1,4 +1,5 @@
-"""Container bookkeeping: labels naming each container's owner and expiry, and the reaper that honours them."""
+"""Container bookkeeping: the confinement every episode container gets, labels naming each container's owner
+and expiry, and the reaper that honours them."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def owner_alive(label: str) -> bool | None:
         return None if host != socket.gethostname() else False
     ticks = _start_ticks(int(pid))
     return ticks is not None and (start == "?" or ticks == start)
+
+
+def confinement(*, cpus: float, memory: str, pids: int, network: bool = False) -> dict[str, Any]:
+    """Run options every episode container shares: CPU, memory (no swap beyond it) and process limits, no
+    capabilities, no privilege gain, an init to reap orphans, and no network unless the task needs it."""
+    return {"network_mode": "bridge" if network else "none", "nano_cpus": int(cpus * 1e9), "mem_limit": memory,
+            "memswap_limit": memory, "pids_limit": pids, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+            "init": True}
 
 
 def labels(env_id: str, ttl: float) -> dict[str, str]:

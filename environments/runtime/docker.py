@@ -22,7 +22,7 @@ from gymbox.environments.api.errors import EnvError, TransportError
 from gymbox.environments.api.models import Health, ServerRequest
 from gymbox.environments.api.registry import load_target
 from gymbox.environments.runtime.base import Runtime, target_of
-from gymbox.environments.runtime.containers import labels, reap
+from gymbox.environments.runtime.containers import confinement, labels, reap
 from gymbox.environments.runtime.images import image_name
 from gymbox.tasks.spec import TaskSpec
 
@@ -44,10 +44,8 @@ class ContainerLimits:
 
     def run_options(self) -> dict[str, Any]:
         return {
-            "network_mode": "bridge" if self.network else "none",
-            "nano_cpus": int(self.cpus * 1e9), "mem_limit": self.memory, "memswap_limit": self.memory,
-            "pids_limit": self.pids, "read_only": True, "user": self.user,
-            "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True,
+            **confinement(cpus=self.cpus, memory=self.memory, pids=self.pids, network=self.network),
+            "read_only": True, "user": self.user,
             "tmpfs": {"/workspace": f"size={self.workspace},mode=0755,uid=1000,gid=1000",
                       "/tmp": f"size={self.tmp},mode=1777"},
         }

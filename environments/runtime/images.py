@@ -145,6 +145,17 @@ def _wheel_context(wheels: Path, context: Path, env_name: str) -> None:
     (target / "no-deps.txt").write_text("".join(f"{package}\n" for package in extra))
 
 
+def docker_build(client: Any, tag: str, log: Log = print, **options: Any) -> None:
+    """`docker build` through the engine with `options` (path, labels ...), its steps logged as they go; a
+    failed step is a RuntimeError with the engine's message."""
+    for chunk in client.api.build(tag=tag, rm=True, forcerm=True, decode=True, **options):
+        if "error" in chunk:
+            raise RuntimeError(f"docker build of {tag} failed: {chunk['error'].strip()}")
+        line = chunk.get("stream", "").strip()
+        if line.startswith("Step "):
+            log(f"  {line}")
+
+
 @dataclass
 class ImageRecord:
     env: str
@@ -179,15 +190,8 @@ def build_env_image(client: Any, env_cls: type[Environment], *, base: str, force
         shutil.copy(path, context / "Dockerfile")
         _wheel_context(build_wheels(root, digest, log), context, env_cls.name)
         log(f"docker build {tag} from {base}")
-        stream = client.api.build(path=str(context), tag=tag, buildargs={"BASE_IMAGE": base}, rm=True,
-                                  forcerm=True, decode=True, network_mode="host",
-                                  labels={"gymbox.source_hash": digest, "gymbox.env": env_cls.env_id()})
-        for chunk in stream:
-            if "error" in chunk:
-                raise RuntimeError(f"docker build of {tag} failed: {chunk['error'].strip()}")
-            line = chunk.get("stream", "").strip()
-            if line.startswith("Step "):
-                log(f"  {line}")
+        docker_build(client, tag, log, path=str(context), buildargs={"BASE_IMAGE": base}, network_mode="host",
+                     labels={"gymbox.source_hash": digest, "gymbox.env": env_cls.env_id()})
     finally:
         shutil.rmtree(context, ignore_errors=True)
     image = client.images.get(tag)

@@ -2,8 +2,8 @@
 
 Each episode gets a container of its own, started and driven from outside through the Docker engine (this
 process never runs the agent's commands itself). The tests are not in the container while the agent works.
-Grading first restarts the container, which ends every process the agent left, then puts back everything outside
-the package's source folder from the image's copy held here, and runs the task's tests with a time limit of its own.
+Grading first kills every process of the agent's user, then puts back everything outside the package's source
+folder from the image's copy held here, and runs the task's tests with a time limit of its own.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class SweEnv(Environment):
             try:
                 build_instance_image(self.client, Path(payload["dockerfile"]), self.pkg.image())
             except (OSError, RuntimeError) as exc:
-                raise InvalidTask(f"swe task {task.id!r}: {exc}") from None
+                raise InvalidTask(f"swe task {task.id!r} (Dockerfile {payload['dockerfile']}): {exc}") from None
         self.close()  # a container from an earlier reset of this object
         self.box = Sandbox.start(self.client, self.pkg.image(), env_id=self.env_id(), limits=self.limits)
         try:

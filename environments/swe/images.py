@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gymbox.environments.runtime.images import BASE_TAG, build_base
+from gymbox.environments.runtime.images import BASE_TAG, build_base, docker_build
 from gymbox.tasks.swe.packages import TEST_WHEELS, Package, fetch_sdist, fetch_test_wheels
 
 REPO = "/repo"
@@ -71,12 +71,8 @@ def build_package_image(client: Any, pkg: Package, *, force: bool = False,
         (context / "Dockerfile").write_text(DOCKERFILE.format(base=BASE, sdist=sdist.name, name=pkg.name,
                                                               version=pkg.version))
         log(f"docker build {tag}")
-        stream = client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-                                  network_mode="none", labels={"gymbox.swe_recipe": digest,
-                                                               "gymbox.swe_package": f"{pkg.name}=={pkg.version}"})
-        for chunk in stream:
-            if "error" in chunk:
-                raise RuntimeError(f"docker build of {tag} failed: {chunk['error'].strip()}")
+        docker_build(client, tag, log, path=str(context), network_mode="none",
+                     labels={"gymbox.swe_recipe": digest, "gymbox.swe_package": f"{pkg.name}=={pkg.version}"})
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return str(client.images.get(tag).id)
@@ -97,9 +93,6 @@ def build_instance_image(client: Any, dockerfile: Path, tag: str, *, log: Callab
     except docker.errors.ImageNotFound:
         pass
     log(f"docker build {tag} from {dockerfile}")
-    stream = client.api.build(path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=tag, rm=True,
-                              forcerm=True, decode=True, labels={"gymbox.dockerfile": digest})
-    for chunk in stream:
-        if "error" in chunk:
-            raise RuntimeError(f"docker build of {tag} from {dockerfile} failed: {chunk['error'].strip()}")
+    docker_build(client, tag, log, path=str(dockerfile.parent), dockerfile=dockerfile.name,
+                 labels={"gymbox.dockerfile": digest})
     return str(client.images.get(tag).id)

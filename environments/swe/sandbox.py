@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from gymbox.environments.api.errors import TransportError
-from gymbox.environments.runtime.containers import labels
+from gymbox.environments.runtime.containers import confinement, labels
 
 AGENT = "1000:1000"
 # The wrapper every command runs in: a time limit for the command and everything it starts (`timeout` signals
@@ -44,9 +44,7 @@ class SandboxLimits:
     ttl: float = 3 * 3600.0  # the reaper removes a container its owner forgot after this long
 
     def run_options(self) -> dict[str, Any]:
-        return {"network_mode": "none", "nano_cpus": int(self.cpus * 1e9), "mem_limit": self.memory,
-                "memswap_limit": self.memory, "pids_limit": self.pids, "cap_drop": ["ALL"],
-                "security_opt": ["no-new-privileges"], "init": True,
+        return {**confinement(cpus=self.cpus, memory=self.memory, pids=self.pids),
                 "tmpfs": {"/tmp": f"size={self.tmp},mode=1777,exec"}}
 
 

@@ -3,19 +3,17 @@ and submitting nothing does not."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from gymbox.environments.api import Action, StepResult, TaskSpec
-from gymbox.environments.api.models import FunctionCall, ToolCall
+from gymbox.environments.api.models import ToolCall
 from gymbox.environments.swe.env import SweEnv
 
 
 def call(name: str, **args: Any) -> Action:
     """An action with one tool call, as a policy would send it."""
-    return Action(tool_calls=[ToolCall(id=f"call-{name}", function=FunctionCall(name=name,
-                                                                                   arguments=json.dumps(args)))])
+    return Action(tool_calls=[ToolCall.make(name, args, id=f"call-{name}")])
 
 
 def apply_with_tools(env: SweEnv, patch: str) -> StepResult:

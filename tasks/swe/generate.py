@@ -39,7 +39,7 @@ wanted = json.load(open(sys.argv[1]))
 data = coverage.CoverageData(basename=sys.argv[2]); data.read()
 lines, index = {}, {}
 for path, numbers in wanted.items():
-    by_line = data.contexts_by_lineno(os.path.join("/repo", path))
+    by_line = data.contexts_by_lineno(os.path.join(sys.argv[4], path))
     for number in numbers:
         names = sorted({c[:-4] for c in by_line.get(number, []) if c.endswith("|run")})
         lines.setdefault(path, {})[number] = [index.setdefault(n, len(index)) for n in names]
@@ -86,9 +86,9 @@ def baseline(box: Sandbox, pkg: Package, sources: dict[str, str], mutations: lis
     box.put_files({f"{COVERAGE_DIR}/wanted.json": json.dumps({p: sorted(n) for p, n in wanted.items()}).encode(),
                    f"{COVERAGE_DIR}/map.py": _COVERAGE_MAP.encode()})
     run_tests(box, pkg, sorted(passing), timeout=3600, env={"COVERAGE_FILE": f"{COVERAGE_DIR}/data"},
-              extra=f"--cov=/repo/{pkg.source} --cov-context=test --cov-report=")
+              extra=f"--cov={pkg.root}/{pkg.source} --cov-context=test --cov-report=")
     result = box.exec(f"/opt/tests/bin/python {COVERAGE_DIR}/map.py {COVERAGE_DIR}/wanted.json "
-                      f"{COVERAGE_DIR}/data {COVERAGE_DIR}/map.json", timeout=600)
+                      f"{COVERAGE_DIR}/data {COVERAGE_DIR}/map.json {pkg.root}", timeout=600)
     raw = box.read_file(f"{COVERAGE_DIR}/map.json")
     if result.exit_code != 0 or raw is None:
         raise RuntimeError(f"coverage of {pkg.name}'s tests could not be read: {result.render()}")
