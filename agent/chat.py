@@ -14,10 +14,10 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from gymbox.environments.api.models import Message, ToolSpec
+from gymbox.environments.records import TurnTokens, join_tokens
 
 
 class TemplateNotIncremental(ValueError):
@@ -146,47 +146,6 @@ class ChatFormatter:
         suffix = rest[: min(ends)] if ends else rest
         self.text += suffix
         return self.encode(suffix)
-
-
-@dataclass
-class TurnTokens:
-    """`Turn`-compatible aligned lists: `Turn(index=i, **tokens.fields())`."""
-
-    token_ids: list[int] = field(default_factory=list)
-    loss_mask: list[int] = field(default_factory=list)
-    logprobs: list[float | None] = field(default_factory=list)
-
-    def add_context(self, token_ids: Sequence[int]) -> None:
-        """Tokens the policy did not generate (prompt, environment, template glue): mask 0, no logprob."""
-        self.token_ids.extend(token_ids)
-        self.loss_mask.extend([0] * len(token_ids))
-        self.logprobs.extend([None] * len(token_ids))
-
-    def add_generated(self, token_ids: Sequence[int], logprobs: Sequence[float] | None = None) -> None:
-        """Tokens the policy generated: mask 1, with their logprobs (None when the sampler gave none)."""
-        if logprobs is not None and len(logprobs) != len(token_ids):
-            raise ValueError(f"{len(token_ids)} generated tokens but {len(logprobs)} logprobs")
-        self.token_ids.extend(token_ids)
-        self.loss_mask.extend([1] * len(token_ids))
-        self.logprobs.extend(list(logprobs) if logprobs is not None else [None] * len(token_ids))
-
-    def fields(self) -> dict[str, list[Any]]:
-        return {"token_ids": list(self.token_ids), "loss_mask": list(self.loss_mask),
-                "logprobs": list(self.logprobs)}
-
-
-def join_tokens(prompt_ids: Sequence[int], turns: Sequence[Any]) -> TurnTokens:
-    """The whole sequence, prompt (mask 0) then every turn's aligned lists: what the policy saw and produced.
-
-    `turns` holds anything with `token_ids`, `loss_mask` and `logprobs` (a `TurnTokens`, a trajectory's `Turn`).
-    """
-    whole = TurnTokens()
-    whole.add_context(prompt_ids)
-    for turn in turns:
-        whole.token_ids.extend(turn.token_ids)
-        whole.loss_mask.extend(turn.loss_mask)
-        whole.logprobs.extend(turn.logprobs)
-    return whole
 
 
 class ChatSequence:

@@ -1,7 +1,8 @@
 """The direct side of `textworlds.py`: TextWorld and ALFWorld called as their users call them, without gymbox.
 
 It runs in a spawned worker process that imports nothing from gymbox, so the engines are stock: gymbox's ALFWorld
-runtime changes TextWorld's PDDL engine and remembers Fast Downward's translations in the process that loads it.
+engine (`gymbox.tasks.alfworld.engine`) changes TextWorld's PDDL engine and remembers Fast Downward's translations
+in the process that loads it.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from gymbox.environments.api.models import Action, ToolCall
 from gymbox.environments.runtime import DockerRuntime
-from gymbox.environments.runtime.containers import list_containers, owner_label
+from gymbox.environments.runtime.containers import docker_client, list_containers, owner_label
 from gymbox.environments.runtime.images import image_name
 from gymbox.tasks import TaskSpec, load_suite
 
@@ -106,7 +106,7 @@ async def idle_memory(engine: docker.DockerClient, pool: int) -> dict[str, float
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    engine = docker.from_env()
+    engine = docker_client()
     image = image_name("shell")
     tasks = list(load_suite("shell").tasks)
     probe = tasks[0]

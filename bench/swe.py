@@ -23,11 +23,12 @@ from _workload import percentile
 from rich.console import Console
 from rich.table import Table
 
-from gymbox.environments.swe.env import SweEnv, docker_client
-from gymbox.environments.swe.grader import run_tests
-from gymbox.environments.swe.sandbox import Sandbox
-from gymbox.environments.swe.validate import apply_with_tools, call
+from gymbox.environments.runtime.containers import docker_client
+from gymbox.environments.runtime.docker_sandbox import ContainerSandbox
+from gymbox.environments.swe.env import SweEnv
+from gymbox.harness.swe_validate import apply_with_tools, call
 from gymbox.tasks import TaskSpec, load_suite
+from gymbox.tasks.swe.grader import run_tests
 from gymbox.tasks.swe.packages import package
 
 err = Console(stderr=True)
@@ -54,16 +55,14 @@ def episode(task: TaskSpec) -> dict[str, float]:
 
 def floors(task: TaskSpec) -> dict[str, float]:
     """A bare container's start plus one command, and the task's tests run on the fixed checkout directly."""
-    client, pkg = docker_client(), package(task.payload["package"])
+    client, pkg = docker_client(timeout=600), package(task.payload["package"])
     started = time.perf_counter()
-    box = Sandbox.start(client, pkg.image(), env_id="swe@v1")
-    try:
+    with ContainerSandbox.start(client, pkg.image(), env_id="swe@v1") as box:
         box.exec("true", timeout=30)
         start = time.perf_counter() - started
         tests = [*task.payload["fail_to_pass"], *task.payload["pass_to_pass"]]
         run = run_tests(box, pkg, tests, timeout=600, expect=tests)
-    finally:
-        box.remove()
+    client.close()
     return {"start": start, "tests": run.seconds}
 
 

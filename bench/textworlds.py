@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gymbox.environments.api import Action
-from gymbox.environments.api.registry import default_registry
 from gymbox.environments.runtime import LocalRuntime, ProcessRuntime, Runtime
 from gymbox.tasks import TaskSpec, load_suite
+from gymbox.tasks.games import prepare_game
 
 GAMES = {
     "textworld": ["tw-custom-medium-1", "tw-cooking-medium-1", "tw-treasure_hunter-easy-1"],
@@ -42,7 +42,7 @@ err = Console(stderr=True)
 
 def game_and_plan(env: str, task: TaskSpec) -> tuple[Path, list[str]]:
     """The task's game file (generated into the cache on first use) and the commands that win it."""
-    made = default_registry().load(env)().prepare(task)
+    made = prepare_game(env, task)
     folder = Path(made["game"])
     return (folder / "game.tw-pddl" if folder.is_dir() else folder), made["plan"]
 

@@ -17,6 +17,7 @@ from gymbox.harness.cli_docker import add_commands as add_docker_commands
 from gymbox.harness.cli_eval import add_commands as add_eval_commands
 from gymbox.harness.cli_games import add_games_commands
 from gymbox.harness.cli_models import add_commands as add_model_commands
+from gymbox.harness.cli_new_env import add_commands as add_new_env_commands
 from gymbox.harness.cli_progress import add_commands as add_progress_commands
 from gymbox.harness.cli_swe import add_swe_commands
 from gymbox.harness.cli_train import add_commands as add_train_commands
@@ -82,8 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_env(args: argparse.Namespace) -> int:
-    from gymbox.environments.api.checker import check_runtime
     from gymbox.environments.runtime import make_runtime
+    from gymbox.environments.runtime.checker import check_runtime
 
     kind = args.runtime or ("docker" if default_registry().load(args.env).isolation == "container" else "process")
 
@@ -108,7 +109,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     from gymbox.environments.api.client import EnvClient
     from gymbox.environments.api.sync_client import SyncEnvClient
     from gymbox.environments.runtime import LocalRuntime
-    from gymbox.harness.play import play
+    from gymbox.harness.play import play_in_terminal
 
     registry = default_registry()
     entry = registry.resolve(args.env)
@@ -126,7 +127,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     client = SyncEnvClient(make)
     try:
-        play(client, task, args.seed, console)
+        play_in_terminal(client, task, args.seed, console)
     finally:
         client.close()
     return 0
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress_commands(sub)
     add_games_commands(sub)
     add_swe_commands(sub)
+    add_new_env_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")

@@ -14,8 +14,8 @@ from gymbox.agent.parsers import PARSERS
 from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.harness.episode import EpisodeConfig
-from gymbox.harness.scoring import load_spec, score
 from gymbox.harness.store import TrajectoryStore
+from gymbox.rewards.score import load_spec, score
 
 console = Console()
 DEFAULT_SUITE = "echo-demo:test"
@@ -77,17 +77,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-
     spec = str(args.reward) if args.reward else None
     if spec and not _spec_ok(spec):  # a bad specification fails before any trajectory is read
         return 2
-    trajectories = _load(args.path, None)
+    trajectories = []
     changed = 0
     writer = TrajectoryStore(args.out).writer() if args.out else None
-    for trajectory in trajectories:
-        before = trajectory.reward, dict(trajectory.rewards)
-        score(trajectory, spec=spec)
-        changed += (trajectory.reward, trajectory.rewards) != before
+    for recorded in _load(args.path, None):
+        trajectory = score(recorded, spec)
+        changed += (trajectory.reward, trajectory.rewards) != (recorded.reward, recorded.rewards)
+        trajectories.append(trajectory)
         if writer is not None:
             writer.append(trajectory)
     if writer is not None:

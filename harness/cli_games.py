@@ -13,30 +13,28 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gymbox.environments.api.errors import EnvError
-from gymbox.environments.api.registry import default_registry
 from gymbox.tasks import TaskSpec, load_suite
+from gymbox.tasks.games import InvalidGameTask, makes_games, prepare_game
 
 console = Console()
 
 
 def _prepare(env_id: str, task: TaskSpec) -> dict[str, Any]:
-    """In a worker process: generation holds a per-process lock, so processes, not threads, run it in parallel."""
+    """In a worker process: TextWorld's and Fast Downward's module state allow one generation at a time per
+    process, so processes, not threads, run it in parallel."""
     started = time.perf_counter()
-    env = default_registry().load(env_id)()
     try:
-        made = env.prepare(task)
-    except EnvError as err:
-        return {"task": task.id, "error": err.message}
+        made = prepare_game(env_id, task)
+    except InvalidGameTask as err:
+        return {"task": task.id, "error": str(err)}
     return {"task": task.id, "seconds": time.perf_counter() - started, **made}
 
 
 def cmd_games(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     tasks = list(suite.tasks)[: args.limit] if args.limit else list(suite.tasks)
-    registry = default_registry()
     for env_id in suite.envs:
-        if not hasattr(registry.load(env_id), "prepare"):
+        if not makes_games(env_id):
             console.print(f"[red]{env_id} has no games to generate[/red]: `gymbox games` is for the text worlds")
             return 2
     bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),

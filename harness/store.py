@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from pydantic import ValidationError
 
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 
 SEGMENT = "seg-{:06d}.jsonl"
 _SEGMENT_NAME = re.compile(r"seg-(\d{6,})\.jsonl")

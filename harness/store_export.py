@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 from gymbox.harness.store import TrajectoryStore
 
 if TYPE_CHECKING:

@@ -24,11 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gymbox.agent.learner import checkpoint
 from gymbox.agent.learner.learner import Learner
 from gymbox.agent.models import default_model_path, resolve_model
-from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
-from gymbox.harness.episode import EpisodeConfig
-from gymbox.harness.records import Trajectory
-from gymbox.harness.scoring import load_spec, score
+from gymbox.environments.records import Trajectory
 from gymbox.harness.store import TrajectoryStore
 from gymbox.harness.train_config import TrainConfig
 from gymbox.harness.train_report import plot_rewards, print_eval
@@ -49,7 +46,6 @@ class Trainer:
         if fresh and self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.spec = load_spec(str(config.reward)) if config.reward else None
         self.tasks = list(load_suite(config.suite).tasks)  # a bad suite name fails before any model loads
         self.eval_tasks = self._eval_tasks()
 
@@ -77,11 +73,10 @@ class Trainer:
         tokenizer = _tokenizer(model_path)
         spec = PolicySpec.parse(str(model_path), max_model_len=cfg.max_model_len, weights_version=str(start),
                                 seed=cfg.seed)
-        episode = EpisodeConfig(parser=cfg.parser, sampling=cfg.sampling, max_turns=cfg.max_turns)
         writer = TrajectoryStore(self.out / "trajectories").writer()
         last: dict[str, Any] = {}
         try:
-            async with RayRollouts(spec, episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
+            async with RayRollouts(spec, cfg.episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
                                    address=cfg.ray_address) as rollouts:
                 self.console.print(f"policy ready: {rollouts.policy_info.get('name')}, weights {start}")
                 if start == 0 and cfg.eval:
@@ -111,15 +106,12 @@ class Trainer:
         started = time.perf_counter()
         tasks = self._tasks_for(step)
         with self._bar(f"step {step + 1}: rollouts", len(tasks) * cfg.group_size) as advance:
-            trajectories = await rollouts.run(tasks, cfg.group_size, base_seed=cfg.seed * 1_000_003 + step,
-                                              on_result=advance)
+            scored = await rollouts.run(tasks, cfg.group_size, base_seed=cfg.seed * 1_000_003 + step,
+                                        on_result=advance, step=step)
         rollout_s = time.perf_counter() - started
-        scored = [self._score(t, step) for t in trajectories]
         for t in scored:
             writer.append(t)
-        per_turn = [self._per_turn(t, step) for t in scored] if cfg.turn_level else None
-        values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma,
-                                      per_turn=per_turn)
+        values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma)
         samples = samples_of(scored, values, skip_zero=cfg.skip_zero_advantage)
         metrics: dict[str, Any] = {"step": step + 1, **reward_metrics(scored), "zero_std_fraction": zero_std,
                                    "samples": len(samples), "rollout_s": rollout_s}
@@ -147,14 +139,6 @@ class Trainer:
             chosen.append(self.tasks[order[i % n]])
         return chosen
 
-    def _score(self, t: Trajectory, step: int) -> Trajectory:
-        return self.spec.apply(t, step=step) if self.spec is not None else score(t)
-
-    def _per_turn(self, t: Trajectory, step: int) -> list[float] | None:
-        if self.spec is None or t.masked:
-            return None
-        return self.spec.score(t, step=step).per_turn
-
     async def _sync(self, rollouts: Any, learner: Learner, version: int) -> None:
         """Write the weights where the policy can read them and have it load them as `version`."""
         folder = self.out / "weights" / f"v{version}"
@@ -167,15 +151,13 @@ class Trainer:
     async def _evaluate(self, rollouts: Any, when: str, step: int) -> None:
         evs = self.config.eval
         assert evs is not None
-        sampling = self.config.sampling if evs.samples > 1 else self.config.sampling.model_copy(
-            update={"temperature": 0.0})
-        episode = EpisodeConfig(parser=self.config.parser, sampling=Sampling.model_validate(sampling.model_dump()),
-                                max_turns=self.config.max_turns)
+        episode = self.config.episode
+        if evs.samples == 1:  # one sample per task is greedy
+            episode = episode.model_copy(update={"sampling": episode.sampling.model_copy(update={"temperature": 0.0})})
         self.console.print(f"held-out evaluation ({when}): {len(self.eval_tasks)} tasks x {evs.samples}")
         with self._bar(f"evaluation ({when})", len(self.eval_tasks) * evs.samples) as advance:
-            trajectories = await rollouts.run(self.eval_tasks, evs.samples, base_seed=EVAL_SEED, config=episode,
-                                              on_result=advance)
-        scored = [self._score(t, step) for t in trajectories]
+            scored = await rollouts.run(self.eval_tasks, evs.samples, base_seed=EVAL_SEED, config=episode,
+                                        on_result=advance, step=step)
         record = {"when": when, "step": step, "suite": evs.suite, **reward_metrics(scored)}
         _append_json(self.out / "eval.jsonl", record)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.policy import Sampling
+from gymbox.harness.episode import EpisodeConfig
 from gymbox.rewards.advantages import ESTIMATORS
 
 
@@ -39,10 +40,9 @@ class TrainConfig(BaseModel):
     steps: int = Field(default=10, ge=1)
     tasks_per_step: int = Field(default=4, ge=1)
     group_size: int = Field(default=4, ge=2, description="rollouts per task (G); GRPO needs G >= 2")
-    parser: str = "hermes"
-    sampling: Sampling = Field(default_factory=lambda: Sampling(temperature=1.0, max_tokens=128))
-    max_turns: int | None = Field(default=None, gt=0)
-    reward: Path | None = Field(default=None, description="reward spec YAML; default: the outcome")
+    episode: EpisodeConfig = Field(default_factory=lambda: EpisodeConfig(sampling=Sampling(max_tokens=128)),
+                                   description="how rollouts are played and scored (parser, sampling, limits, "
+                                               "reward spec)")
     advantage: str = Field(default="grpo", description=f"one of {', '.join(ESTIMATORS)}")
     turn_level: bool = Field(default=False, description="per-turn advantages from the spec's per-turn rewards")
     gamma: float = Field(default=1.0, ge=0, le=1)
@@ -64,7 +64,7 @@ class TrainConfig(BaseModel):
         if self.turn_level and self.advantage not in ("grpo", "dr_grpo"):
             raise ValueError("turn_level advantages normalize returns GRPO-style (scaled: grpo, centred: dr_grpo); "
                              f"{self.advantage!r} has no turn-level form")
-        if self.advantage in ("gdpo", "dvao") and self.reward is None:
+        if self.advantage in ("gdpo", "dvao") and self.episode.reward is None:
             raise ValueError(f"{self.advantage} combines several rewards: give a reward spec with its components")
         return self
 
@@ -80,18 +80,19 @@ class TrainConfig(BaseModel):
         if not isinstance(data, dict):
             raise TrainConfigError(f"{path}: a training config is a mapping, got {type(data).__name__}")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        reward = data.get("reward")
+        episode = data.get("episode")
+        reward = episode.get("reward") if isinstance(episode, dict) else None
         if reward is not None and not Path(reward).is_absolute() and (path.parent / reward).exists():
-            data["reward"] = str(path.parent / reward)  # next to the config; else as given (the working folder)
+            episode["reward"] = str(path.parent / reward)  # next to the config; else as given (the working folder)
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
             raise TrainConfigError(f"{path}: invalid training config: {exc}") from exc
-        if config.reward is not None:
-            from gymbox.harness.scoring import load_spec
+        if config.episode.reward is not None:
+            from gymbox.rewards.score import load_spec
 
             try:
-                load_spec(str(config.reward))
+                load_spec(config.episode.reward)
             except ValueError as exc:
                 raise TrainConfigError(f"{path}: reward spec: {exc}") from exc
         return config

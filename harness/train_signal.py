@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from gymbox.agent.learner.batch import Sample, sample_of
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 from gymbox.rewards.advantages import get_estimator
 from gymbox.rewards.turns import turn_advantages
 
@@ -45,18 +45,19 @@ def reward_metrics(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
     return out
 
 
-def advantages(trajectories: Sequence[Trajectory], *, estimator: str, turn_level: bool = False, gamma: float = 1.0,
-               per_turn: Sequence[list[float] | None] | None = None) -> tuple[list[float | list[float]], float]:
+def advantages(trajectories: Sequence[Trajectory], *, estimator: str, turn_level: bool = False,
+               gamma: float = 1.0) -> tuple[list[float | list[float]], float]:
     """Each trajectory's advantage (a float, or one per turn with `turn_level`) and the zero-std group fraction.
 
-    Rollouts that are not `learnable` are masked: they get 0 and stay out of every statistic.
+    Rollouts that are not `learnable` are masked: they get 0 and stay out of every statistic. Turn-level
+    advantages start from the trajectories' per-turn rewards (`turn_rewards`), else from the reward at the last turn.
     """
     n = len(trajectories)
     valid = torch.tensor([learnable(t) for t in trajectories])
     group_names = {g: i for i, g in enumerate(dict.fromkeys(t.group for t in trajectories))}
     groups = torch.tensor([group_names[t.group] for t in trajectories])
     if turn_level:
-        return _turn_level(trajectories, valid, groups, gamma, per_turn)
+        return _turn_level(trajectories, valid, groups, gamma)
     fn = get_estimator(estimator)
     kwargs: dict[str, Any] = {}
     if estimator in ("gdpo", "dvao"):
@@ -71,21 +72,22 @@ def advantages(trajectories: Sequence[Trajectory], *, estimator: str, turn_level
     return [float(v) for v in values], result.zero_std_fraction
 
 
-def _turn_level(trajectories: Sequence[Trajectory], valid: torch.Tensor, groups: torch.Tensor, gamma: float,
-                per_turn: Sequence[list[float] | None] | None) -> tuple[list[float | list[float]], float]:
-    if per_turn is None:  # no spec: the outcome at the last turn
-        per_turn = [[0.0] * (len(t.turns) - 1) + [float(t.reward or 0.0)] if t.turns else [] for t in trajectories]
+def _turn_level(trajectories: Sequence[Trajectory], valid: torch.Tensor, groups: torch.Tensor,
+                gamma: float) -> tuple[list[float | list[float]], float]:
+    per_turn = [t.turn_rewards if t.turn_rewards is not None else _at_last_turn(t) for t in trajectories]
     lengths = torch.tensor([len(t.turns) for t in trajectories])
     width = max(1, int(lengths.max()) if len(lengths) else 1)
     padded = torch.zeros((len(trajectories), width), dtype=torch.float64)
     for i, rewards in enumerate(per_turn):
-        if rewards is None:
-            valid[i] = False
-            continue
         padded[i, :len(rewards)] = torch.tensor(rewards, dtype=torch.float64)
     result = turn_advantages(padded, lengths, groups, valid, gamma=gamma)
     values = [row[: int(n)] for row, n in zip(result.values.tolist(), lengths, strict=True)]
     return values, result.zero_std_fraction
+
+
+def _at_last_turn(t: Trajectory) -> list[float]:
+    """The whole reward at the last turn: the per-turn form of a reward that has none of its own."""
+    return [0.0] * (len(t.turns) - 1) + [float(t.reward or 0.0)] if t.turns else []
 
 
 def samples_of(trajectories: Sequence[Trajectory], values: Sequence[float | list[float]], *,

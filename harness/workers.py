@@ -12,10 +12,10 @@ from typing import Any
 
 from gymbox.agent.policy import Completion, Policy, PolicyError, Prompt, Sampling
 from gymbox.agent.spec import PolicySpec
+from gymbox.environments.records import Provenance, Trajectory
 from gymbox.environments.runtime import make_runtime
 from gymbox.harness.episode import EpisodeConfig, sampling_record
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory
-from gymbox.harness.rollout import play, runtime_provenance
+from gymbox.harness.rollout import attempt, runtime_provenance
 from gymbox.tasks.spec import TaskSpec
 
 
@@ -92,15 +92,15 @@ class EnvWorker:
                 self.provenance = await runtime_provenance(self.runtime, self.policy, self.config)
         return self.provenance
 
-    async def play(self, task: TaskSpec, sample: int, base_seed: int, attempt: int = 1,
-                   earlier: list[EpisodeError] | None = None, config: EpisodeConfig | None = None) -> Trajectory:
-        """One episode; `config` overrides the worker's episode settings (greedy evaluation during training)."""
+    async def attempt(self, task: TaskSpec, sample: int, base_seed: int,
+                      config: EpisodeConfig | None = None) -> Trajectory:
+        """One try of one episode, unscored (the driver retries and scores); `config` overrides the worker's
+        episode settings (greedy evaluation during training)."""
         provenance = await self._ready()
         if config is not None:
             provenance = provenance.model_copy(update={"sampling": sampling_record(config)})
-        return await play(self.runtime, task, self.policy, config=config or self.config, sample=sample,
-                          base_seed=base_seed,
-                          provenance=provenance, attempt=attempt, earlier=earlier)
+        return await attempt(self.runtime, task, self.policy, config=config or self.config, sample=sample,
+                             base_seed=base_seed, provenance=provenance)
 
     def set_weights_version(self, version: str) -> None:
         """Record `version` in the provenance of the episodes that start from now on."""

@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Iterator
 from typing import Any
 
-from gymbox.harness.records import Trajectory, Turn
+from gymbox.environments.records import Trajectory, Turn
 
 STEP = 0.25
 MAX_OBJECTS = 8  # JSON objects looked at per reply: enough for a few calls, bounded on a pathological reply

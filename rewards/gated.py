@@ -1,4 +1,7 @@
-"""Gated reward accumulation (G-RA, specs/rewards.md section 2) and direct accumulation (D-RA), its baseline."""
+"""Gated reward accumulation (G-RA) and direct accumulation (D-RA), its baseline.
+
+G-RA is from "Stabilizing Long-term Multi-turn Reinforcement Learning with Gated Rewards" (2025).
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 
 # Keys an environment uses to report how well the episode ended, most specific first: `success` (1/0), a
 # `score`, then the fraction of checks or tests that pass (the shell environment reports `checks_passed`).
@@ -21,7 +21,8 @@ def success(trajectory: Trajectory) -> float | None:
 
 
 def outcome(trajectory: Trajectory) -> float | None:
-    """The episode's outcome: `success`, else `score`, else tests passed / total, from the last turn's signals.
+    """The episode's outcome: `success`, else `score`, else tests passed / total, from the last turn's signals,
+    else the environment's own reward.
 
     An episode cut short (timeout, out of turns, context) with none of these counts as 0.0: it never submitted.
     None when the environment reports no outcome (the reward is not applicable to the task).
@@ -32,4 +33,7 @@ def outcome(trajectory: Trajectory) -> float | None:
             return float(signals[key])
     if "tests_total" in signals and signals["tests_total"] > 0:
         return float(signals.get("tests_passed", 0.0)) / float(signals["tests_total"])
+    env = trajectory.rewards.get("env")
+    if env is not None:
+        return float(env)
     return 0.0 if trajectory.truncated else None

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gymbox.harness.records import Trajectory, Turn
+from gymbox.environments.records import Trajectory, Turn
 from gymbox.rewards.outcome import success
 
 GROUNDED = 0.5  # g_t of an executable action

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 
 META = "progress.json"  # marks a folder as a saved progress model; the LM's own files sit beside it
 HEAD = "progress_head.safetensors"

@@ -1,4 +1,4 @@
-"""Training SPA-RL's progress estimator from stored trajectories: Σ_t c_t regresses (MSE) onto the final reward."""
+"""Training SPA-RL's progress estimator from recorded trajectories: Σ_t c_t regresses (MSE) onto the final reward."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from gymbox.harness.records import Trajectory
-from gymbox.harness.store import TrajectoryStore
+from gymbox.environments.records import Trajectory
 from gymbox.rewards.progress_model import ProgressModel, default_device
 
 # (trajectories done, trajectories in the run, running MSE of this epoch); called after every trajectory.
@@ -24,7 +23,7 @@ class ProgressTrainError(ValueError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ProgressTrainConfig:
     """Defaults from the SPA-RL reference: AdamW, lr 3e-6, 1 epoch."""
 
     epochs: int = 1
@@ -98,7 +97,7 @@ def mse(model: ProgressModel, trajectories: Sequence[Trajectory]) -> float:
     return sum(errors) / len(errors) if errors else math.nan
 
 
-def fit(model: ProgressModel, trajectories: Sequence[Trajectory], config: TrainConfig,
+def fit(model: ProgressModel, trajectories: Sequence[Trajectory], config: ProgressTrainConfig,
         on_step: OnStep | None = None) -> int:
     """AdamW on (Σ_t c_t - R)², averaged over each batch of `batch_size` trajectories; returns the optimizer steps."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
@@ -124,15 +123,15 @@ def fit(model: ProgressModel, trajectories: Sequence[Trajectory], config: TrainC
     return steps
 
 
-def train_progress(store: str | Path, model_dir: str | Path, out: str | Path, config: TrainConfig | None = None,
-                   on_step: OnStep | None = None) -> TrainReport:
-    """Train a progress estimator on the LM at `model_dir` from the trajectories of `store` and save it to `out`.
+def train_progress(records: Sequence[Trajectory], model_dir: str | Path, out: str | Path,
+                   config: ProgressTrainConfig | None = None, on_step: OnStep | None = None, *,
+                   store: str | Path = "the trajectories given") -> TrainReport:
+    """Train a progress estimator on the LM at `model_dir` from `records` (read from `store`) and save it to `out`.
 
-    The store and the trajectories are checked before any model is loaded; ProgressTrainError says what is wrong.
+    The trajectories are checked before any model is loaded; ProgressTrainError says what is wrong.
     """
-    config = config or TrainConfig()
+    config = config or ProgressTrainConfig()
     began = time.monotonic()
-    records = list(TrajectoryStore(store).iter())
     if not records:
         raise ProgressTrainError(f"the trajectory store {store} holds no trajectories")
     kept, skipped = usable(records)

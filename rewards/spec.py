@@ -18,7 +18,7 @@ nothing). Per-turn components (`per_turn` in the table) give one reward per turn
 and enters the total, is the sum over turns. Scoring a trajectory gives `Scores`: every component's value,
 the total, the per-turn rewards when the spec has a per-turn component (scalar components are added at the
 last turn, so the per-turn rewards sum to the total), and an error when a component raised or returned a
-non-finite number: the rollout is then masked, as for an infrastructure failure (specs/rewards.md section 6).
+non-finite number: the rollout is then masked, as for an infrastructure failure, never scored 0.
 A trajectory cut short (timeout, out of turns) closes every gate: it counts as "no submit".
 """
 
@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from gymbox.harness.records import EpisodeError, Trajectory
+from gymbox.environments.records import EpisodeError, Trajectory
 from gymbox.rewards.format_ladder import format_ladder
 from gymbox.rewards.gated import gate_masks
 from gymbox.rewards.outcome import outcome
@@ -309,14 +309,16 @@ class RewardSpec(BaseModel):
         return Scores(components=components, total=total if applicable else None, per_turn=per_turn)
 
     def apply(self, trajectory: Trajectory, *, step: int | None = None) -> Trajectory:
-        """A copy with `rewards` (the environment's `env` kept), `reward` = the total, and a reward error recorded."""
+        """A copy with `rewards` (the environment's `env` kept), `reward` = the total, the per-turn rewards, and a
+        reward error recorded."""
         if trajectory.masked:
-            return trajectory.model_copy(update={"reward": None})
+            return trajectory.model_copy(update={"reward": None, "turn_rewards": None})
         scores = self.score(trajectory, step=step)
         rewards = {k: v for k, v in trajectory.rewards.items() if k == "env"}
         rewards.update(scores.components)
         rewards[TOTAL] = scores.total
         return trajectory.model_copy(update={"rewards": rewards, "reward": scores.total,
+                                             "turn_rewards": scores.per_turn,
                                              "error": scores.error or trajectory.error})
 
 

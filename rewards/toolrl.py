@@ -1,4 +1,7 @@
-"""ToolRL's tool-format reward R_format and tool-correctness reward R_correct (specs/rewards.md section 1)."""
+"""ToolRL's tool-format reward R_format and tool-correctness reward R_correct.
+
+From "ToolRL: Reward is All Tool Learning Needs" (Qian et al., 2025).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gymbox.agent.parsers.toolrl import Shape, ToolRLParser, ToolRLResult
 from gymbox.environments.api.errors import InvalidAction
-from gymbox.environments.toolcall.checker import reference_value
-from gymbox.environments.toolcall.schema import ToolNames
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 from gymbox.tasks.spec import TaskSpec
+from gymbox.tasks.toolcall.checker import reference_value
+from gymbox.tasks.toolcall.schema import ToolNames
 
 Call = tuple[str, dict[str, Any]]  # (function name, decoded arguments)
 SCHEDULE_START = 2.0  # the schedule variant starts both ranges at ±2

@@ -7,4 +7,7 @@ bash scripts/setup.sh
 bash scripts/docker.sh
 .venv/bin/gymbox swe images  # the swe package images (sources and test tools from PyPI)
 .venv/bin/ruff check .
+# The import contract in pyproject.toml (layers one way); its report is shown only when a contract is broken.
+contracts=$(.venv/bin/lint-imports --no-cache 2>&1) || { echo "$contracts"; exit 1; }
+echo "import contracts: $(echo "$contracts" | grep -o '[0-9]* kept, [0-9]* broken')"
 exec .venv/bin/python -m pytest -q --durations=20 "$@"

@@ -13,13 +13,13 @@ from gymbox.tasks.spec import TaskSpec
 # Declared here, explicitly: importing a module never adds a suite.
 SUITES: dict[str, str] = {
     "echo-demo": "gymbox.tasks.echo:demo_tasks",
-    "toolcall-single": "gymbox.tasks.toolcall:single_turn_tasks",
-    "toolcall-multi": "gymbox.tasks.toolcall:multi_turn_tasks",
-    "toolcall-smoke": "gymbox.tasks.toolcall:smoke_tasks",
+    "toolcall-single": "gymbox.tasks.toolcall.suite:single_turn_tasks",
+    "toolcall-multi": "gymbox.tasks.toolcall.suite:multi_turn_tasks",
+    "toolcall-smoke": "gymbox.tasks.toolcall.suite:smoke_tasks",
     "shell": "gymbox.tasks.shell:tasks",
-    "textworld": "gymbox.tasks.textworld:tasks",
-    "alfworld": "gymbox.tasks.alfworld:tasks",
-    "alfworld-official": "gymbox.tasks.alfworld:official_tasks",
+    "textworld": "gymbox.tasks.textworld.suite:tasks",
+    "alfworld": "gymbox.tasks.alfworld.suite:tasks",
+    "alfworld-official": "gymbox.tasks.alfworld.suite:official_tasks",
     "swe": "gymbox.tasks.swe.suite:tasks",
 }
 

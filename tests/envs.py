@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from typing import ClassVar
 
@@ -16,24 +15,25 @@ def hello(text: str = "hello") -> Observation:
 
 
 class SlowEnv(Environment):
-    """Each step sleeps for payload['step_seconds']; counts closes so tests can see when close ran."""
+    """Each step sleeps for payload['step_seconds']; `events` records, in order, when steps begin and end and
+    when sessions close, so tests can check what overlapped and what waited for what."""
 
     name = "echo"
     tools: ClassVar[list[ToolSpec]] = []
-    closed: ClassVar[list[float]] = []
-    entered = threading.Event()
+    events: ClassVar[list[str]] = []
 
     def reset(self, task: TaskSpec, seed: int) -> Observation:
         self.delay = float(task.payload.get("step_seconds", 0.0))
         return hello()
 
     def step(self, action: Action) -> StepResult:
-        SlowEnv.entered.set()
+        SlowEnv.events.append("step-begun")
         time.sleep(self.delay)
+        SlowEnv.events.append("step-ended")
         return StepResult(observation=hello("done waiting"))
 
     def close(self) -> None:
-        SlowEnv.closed.append(time.monotonic())
+        SlowEnv.events.append("closed")
 
 
 class CrashEnv(EchoEnv):

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from gymbox.environments.api.models import Action, Message
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory, Turn
+from gymbox.environments.records import EpisodeError, Provenance, Trajectory, Turn
 from gymbox.tasks.spec import TaskSpec
 
 

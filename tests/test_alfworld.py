@@ -13,7 +13,7 @@ from gymbox.environments.api import Action, ToolCall
 from gymbox.environments.api.errors import InvalidTask
 from gymbox.environments.runtime import LocalRuntime, ProcessRuntime
 from gymbox.tasks import TaskSpec, load_suite
-from gymbox.tasks.alfworld import TASK_TYPES, official_tasks
+from gymbox.tasks.alfworld.suite import TASK_TYPES, official_tasks
 
 # The first train game of each type: the conformance checker samples the same ones, so they are generated once.
 SAMPLE = [f"alfworld-{task_type}-1" for task_type in TASK_TYPES]

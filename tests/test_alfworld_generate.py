@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gymbox.environments.alfworld import generate
 from gymbox.environments.alfworld.game import AlfworldGame
-from gymbox.environments.alfworld.generate import TASK_TYPES, GameInfo, GameSpec, GenerationError, generate_game
-from gymbox.tasks.alfworld import official_games
+from gymbox.tasks.alfworld import generate
+from gymbox.tasks.alfworld.generate import TASK_TYPES, GameInfo, GameSpec, GenerationError, generate_game
+from gymbox.tasks.alfworld.suite import official_games
 
 pytestmark = pytest.mark.slow  # each game costs Fast Downward one to a few seconds
 
@@ -51,7 +51,7 @@ def test_recorded_expert_plan_wins(games: dict[str, GameInfo], task_type: str) -
 def test_same_spec_gives_identical_files_in_another_process(games: dict[str, GameInfo], tmp_path: Path) -> None:
     """Another process with another string-hash seed stands for another machine: the bytes must not change."""
     first = games["pick_and_place_simple"]
-    script = ("import sys; from pathlib import Path; from gymbox.environments.alfworld.generate import GameSpec, "
+    script = ("import sys; from pathlib import Path; from gymbox.tasks.alfworld.generate import GameSpec, "
               f"generate_game; generate_game(GameSpec('pick_and_place_simple', {SEED}), Path(sys.argv[1]))")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "again")], check=True,
                    env={**os.environ, "PYTHONHASHSEED": "12345"})

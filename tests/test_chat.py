@@ -10,7 +10,7 @@ import pytest
 
 from gymbox.agent.chat import ChatFormatter, ChatSequence, TemplateNotIncremental
 from gymbox.environments.api.models import Message, ToolCall, ToolSpec
-from gymbox.harness.records import Turn
+from gymbox.environments.records import Turn
 
 pytestmark = pytest.mark.slow
 

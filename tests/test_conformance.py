@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gymbox.environments.api.checker import check_runtime
 from gymbox.environments.api.registry import default_registry
 from gymbox.environments.runtime import DockerRuntime, LocalRuntime, ProcessRuntime, Runtime
+from gymbox.environments.runtime.checker import check_runtime
 from gymbox.tasks import load_suite
 from tests.conftest import CHILD_ENV
 from tests.envs import CrashOnBadActionEnv, NondeterministicEnv

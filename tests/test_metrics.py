@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gymbox.environments.records import EpisodeError, Provenance, Trajectory
 from gymbox.harness.metrics import pass_at_k, summarize
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory
 from gymbox.tasks.spec import TaskSpec
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -166,13 +167,21 @@ async def test_server_errors_are_quoted(chat_policy: OpenAIPolicy) -> None:
     await wrong.close()
 
 
-async def test_an_unreachable_server_is_a_policy_error_naming_it() -> None:
+async def test_an_unreachable_server_is_a_policy_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     policy = OpenAIPolicy(url, model="m", max_retries=2)
-    started = time.perf_counter()
+    waits: list[float] = []
+    sleep = asyncio.sleep
+
+    async def recorded(delay: float, *args: object) -> None:
+        waits.append(delay)
+        await sleep(delay, *args)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
     with pytest.raises(PolicyError, match=rf"{url}/v1/chat/completions after 3 tries"):
         await policy.generate(Prompt(messages=FRANCE), Sampling())
-    assert time.perf_counter() - started >= 1.5  # two backoffs: 0.5 s then 1 s
+    monkeypatch.undo()
+    assert waits == [0.5, 1.0]  # a backoff before each retry, doubling
     await policy.close()
     with pytest.raises(PolicyError, match=rf"{url}/v1/models after 1 try"):
         OpenAIPolicy(url, mode="tokens", max_retries=0)

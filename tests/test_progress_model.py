@@ -11,12 +11,14 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from gymbox.environments.api.models import Action, Message
+from gymbox.environments.records import EpisodeError, Trajectory, Turn
 from gymbox.harness import cli_progress
-from gymbox.harness.records import EpisodeError, Trajectory, Turn
+from gymbox.harness.cli_progress import train_from_store as train_progress
 from gymbox.harness.store import StoreError, TrajectoryStore
 from gymbox.rewards.progress import grounding
 from gymbox.rewards.progress_model import LearnedProgress, ProgressModel, turn_ends
-from gymbox.rewards.progress_train import ProgressTrainError, TrainConfig, train_progress
+from gymbox.rewards.progress_train import ProgressTrainConfig as TrainConfig
+from gymbox.rewards.progress_train import ProgressTrainError
 from gymbox.rewards.spec import RewardSpec, RewardSpecError
 from tests.reward_fixtures import trajectory
 

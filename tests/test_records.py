@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gymbox.harness.records import EpisodeError, Provenance, Trajectory, Turn
+from gymbox.environments.records import EpisodeError, Provenance, Trajectory, Turn
 from gymbox.tasks.spec import TaskSpec
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gymbox.harness.records import EpisodeError
+from gymbox.environments.records import EpisodeError
 from gymbox.rewards import spec as spec_module
 from gymbox.rewards.spec import COMPONENTS, Component, NoOptions, RewardSpec, RewardSpecError
 from tests.reward_fixtures import reply, single, trajectory, turn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gymbox.agent.parsers.toolrl import Shape
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 from gymbox.rewards.gated import (
     direct_return,
     direct_total,

@@ -10,7 +10,7 @@ import pytest
 from gymbox.environments.api import StepResult
 from gymbox.environments.api.errors import TransportError
 from gymbox.environments.swe.env import SweEnv
-from gymbox.environments.swe.validate import call, play
+from gymbox.harness.swe_validate import call, play
 from gymbox.tasks import TaskSpec, load_suite
 from gymbox.tasks.swe.packages import PACKAGES
 
@@ -140,7 +140,6 @@ def test_endless_commands_and_endless_tests_are_cut_off(swe_images: object) -> N
         env.step(call("bash", command=f"echo 'while True: pass' >> {task.payload['path']}"))
         signals = env.step(call("submit")).signals
         assert signals["tests_timed_out"] == 1.0 and signals["resolved"] == 0.0 and signals["f2p_passed"] == 0.0
-        assert 19 <= signals["tests_seconds"] < 40
     finally:
         env.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gymbox.environments.swe.repo import originals
+from gymbox.environments.runtime.images import image_files
 from gymbox.tasks import load_suite
 from gymbox.tasks.swe.packages import PACKAGES
 
@@ -77,7 +77,8 @@ def test_every_shipped_patch_applies_to_the_image_checkout(tmp_path: Path, swe_i
         by_package.setdefault(r["package"], []).append(r)
     for name, records in by_package.items():
         root = tmp_path / name
-        with tarfile.open(fileobj=io.BytesIO(originals(swe_images, PACKAGES[name].image()))) as tar:
+        archive = image_files(swe_images, PACKAGES[name].image(), PACKAGES[name].root)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(root, filter="data")
         checkout = root / "repo"
         for r in records:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gymbox.environments.swe.images import build_instance_image
-from gymbox.environments.swe.repo import originals
-from gymbox.environments.swe.validate import call, play
+from gymbox.environments.runtime.images import build_from_dockerfile, image_files
+from gymbox.harness.swe_validate import call, play
 from gymbox.tasks.swe.packages import PACKAGES
 from gymbox.tasks.swe.swebench import checkout, dockerfile_for, load_instances, to_task
 from tests.test_swe_env import sampled
@@ -49,7 +48,7 @@ def test_a_swebench_instance_resolves_with_its_patch_and_not_without(tmp_path: P
     task = sampled("parse")
     pkg = PACKAGES["parse"]
     test_file = task.payload["fail_to_pass"][0].split("::")[0]
-    with tarfile.open(fileobj=io.BytesIO(originals(swe_images, pkg.image()))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(image_files(swe_images, pkg.image(), pkg.root))) as tar:
         handle = tar.extractfile(f"repo/{test_file}")
         assert handle is not None
         test_text = handle.read().decode()
@@ -64,7 +63,7 @@ def test_a_swebench_instance_resolves_with_its_patch_and_not_without(tmp_path: P
               "PASS_TO_PASS": json.dumps([t for t in task.payload["pass_to_pass"] if t.startswith(test_file)])}
     # The base commit is whatever the Dockerfile made: build once to learn it, as a user's harness would know it.
     tag = checkout({**record, "instance_id": record["instance_id"]}).image()
-    build_instance_image(swe_images, folder / "Dockerfile", tag, log=lambda _: None)
+    build_from_dockerfile(swe_images, folder / "Dockerfile", tag, log=lambda _: None)
     head = subprocess.run(["docker", "run", "--rm", tag, "git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
     record["base_commit"] = head

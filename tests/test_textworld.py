@@ -11,11 +11,11 @@ import pytest
 from gymbox.environments.api import Action, ToolCall
 from gymbox.environments.api.errors import InvalidTask
 from gymbox.environments.runtime import LocalRuntime, ProcessRuntime
-from gymbox.environments.textgames.cache import GameCache
-from gymbox.environments.textworld import games
 from gymbox.environments.textworld.env import TextWorldEnv, clean_text
-from gymbox.environments.textworld.games import GameGenerationError, WorldSpec, game_files
 from gymbox.tasks import TaskSpec, load_suite
+from gymbox.tasks.cache import GameCache
+from gymbox.tasks.textworld import games
+from gymbox.tasks.textworld.games import GameGenerationError, WorldSpec, game_files
 
 # One game of each family; the cache under ~/.cache/gymbox keeps them for the conformance test and later runs.
 SAMPLE = ["tw-custom-easy-1", "tw-coin_collector-easy-1", "tw-treasure_hunter-easy-1", "tw-cooking-medium-1",

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from gymbox.environments.api import Action, FunctionCall, StepResult, TaskSpec, ToolCall
-from gymbox.environments.api.checker import check_runtime
 from gymbox.environments.api.models import ResetRequest, SessionRequest, SessionStarted, SessionState, StepRequest
 from gymbox.environments.api.sessions import SessionHost
 from gymbox.environments.runtime import LocalRuntime
+from gymbox.environments.runtime.checker import check_runtime
 from gymbox.environments.toolcall.backends import parse_call
 from gymbox.environments.toolcall.env import ToolCallEnv
 from gymbox.environments.toolcall.multi import MAX_STEPS_PER_TURN, NEW_FUNCTIONS_PROMPT
-from gymbox.tasks import toolcall as tc
+from gymbox.tasks.toolcall import suite as tc
 
 SAMPLE = 25  # tasks replayed per category (every 8th one)
 
@@ -140,16 +139,14 @@ def test_backend_errors_and_schema_warnings() -> None:
     assert result.signals["well_formed"] == 0.0 and result.signals["errors"] == 0.0
 
 
-def test_costly_arguments_are_refused_quickly() -> None:
+def test_costly_arguments_are_refused_before_they_run() -> None:
     env = ToolCallEnv()
     env.reset(task_by_id("multi_turn_base_49"), seed=0)  # offers MathAPI
-    started = time.perf_counter()
     result = env.step(Action(tool_calls=[
         ToolCall.make("logarithm", {"value": 20, "base": 10, "precision": 100_000}, id="a"),
         ToolCall.make("power", {"base": 987654, "exponent": 999_999}, id="b"),
         ToolCall.make("logarithm", {"value": 20, "base": 10, "precision": 4}, id="c"),
     ]))
-    assert time.perf_counter() - started < 1.0
     texts = [m.content or "" for m in result.observation.messages]
     assert "precision may be at most" in texts[0] and "exponent may be at most" in texts[1]
     assert texts[2].startswith("{") and result.signals["errors"] == 2.0

@@ -9,10 +9,11 @@ import pytest
 
 from gymbox.environments.api import Action, FunctionCall, StepResult, TaskSpec, ToolCall
 from gymbox.environments.api.errors import InvalidTask
-from gymbox.environments.toolcall.checker import check_calls, normalise, reference_calls
 from gymbox.environments.toolcall.env import ToolCallEnv
-from gymbox.environments.toolcall.schema import ToolNames, schema_error, to_json_schema
-from gymbox.tasks import toolcall as tc
+from gymbox.environments.toolcall.schema import schema_error
+from gymbox.tasks.toolcall import suite as tc
+from gymbox.tasks.toolcall.checker import check_calls, normalise, reference_calls
+from gymbox.tasks.toolcall.schema import ToolNames, to_json_schema
 
 Call = tuple[str, dict[str, Any]]
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 
 from gymbox.tasks import load_suite
-from gymbox.tasks import toolcall as tc
 from gymbox.tasks.suites import SUITES
+from gymbox.tasks.toolcall import suite as tc
 
 
 @pytest.mark.parametrize("category", tc.SINGLE_TURN_CATEGORIES + tc.MULTI_TURN_CATEGORIES)
@@ -74,14 +73,12 @@ def test_unanswerable_entries_are_left_out() -> None:
     assert set(tc.UNANSWERABLE) <= everything
 
 
-def test_loading_is_fast_and_cached() -> None:
-    started = time.perf_counter()
-    tc.single_turn_tasks()
+def test_loading_is_cached() -> None:
+    first = tc.single_turn_tasks()
     tc.multi_turn_tasks()
-    assert time.perf_counter() - started < 5.0
-    started = time.perf_counter()
     again = tc.single_turn_tasks()
-    assert time.perf_counter() - started < 0.5 and len(again) > 3400
+    # The data files are parsed once a process: a second load hands back the very same task objects.
+    assert len(again) > 3400 and all(a is b for a, b in zip(first, again, strict=True))
 
 
 def test_unknown_category_is_refused() -> None:

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_config(folder: Path, **changes: object) -> Path:
     config = {
         "suite": "echo-demo:train", "out": str(folder / "run"), "steps": 2, "tasks_per_step": 2, "group_size": 2,
-        "parser": "json", "sampling": {"temperature": 1.0, "max_tokens": 8}, "max_turns": 1,
-        "reward": str(ROOT / "rewards/specs/format.yaml"), "checkpoint_every": 1, "max_model_len": 1024,
+        "episode": {"parser": "json", "sampling": {"temperature": 1.0, "max_tokens": 8}, "max_turns": 1,
+                    "reward": str(ROOT / "rewards/specs/format.yaml")},
+        "checkpoint_every": 1, "max_model_len": 1024,
         # Keep samples whose advantage is 0 so every step updates and syncs whatever the tiny budget samples.
         "skip_zero_advantage": False,
         "learner": {"lr": 1e-5, "micro_batch_size": 2},
@@ -72,7 +73,7 @@ def test_train_runs_syncs_checkpoints_and_resumes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("changes", "message"), [
     ({"group_size": 1}, "group_size"),
     ({"advantage": "ppo"}, "unknown advantage estimator 'ppo'"),
-    ({"reward": "/nowhere/spec.yaml"}, "cannot read the reward spec"),
+    ({"episode": {"reward": "/nowhere/spec.yaml"}}, "cannot read the reward spec"),
     ({"learner": {"aggregation": "mean"}}, "aggregation"),
     ({"turn_level": True, "advantage": "rloo"}, "no turn-level form"),
     ({"stepz": 3}, "stepz"),
@@ -86,4 +87,4 @@ def test_a_bad_reward_spec_is_refused_with_its_reason(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("components: [{fn: outcome, gate: 2.0}]\n")  # a gate on the last component holds nothing back
     with pytest.raises(TrainConfigError, match="holds nothing back"):
-        TrainConfig.load(write_config(tmp_path, reward=str(spec)))
+        TrainConfig.load(write_config(tmp_path, episode={"reward": str(spec)}))

@@ -6,7 +6,7 @@ import pytest
 
 from gymbox.agent.learner.batch import sample_of
 from gymbox.environments.api.models import Action, Message, ToolSpec
-from gymbox.harness.records import EpisodeError, Trajectory, Turn
+from gymbox.environments.records import EpisodeError, Trajectory, Turn
 from gymbox.harness.train_signal import advantages, reward_metrics, samples_of
 from gymbox.rewards.format_ladder import format_ladder, json_objects
 from tests.reward_fixtures import trajectory
@@ -49,8 +49,9 @@ def test_masked_rollouts_never_become_samples() -> None:
 
 
 def test_turn_level_advantages_come_per_turn() -> None:
-    batch = [episode("a", 0, 1.0), episode("a", 1, 0.0)]
-    values, _ = advantages(batch, estimator="grpo", turn_level=True, per_turn=[[0.0, 1.0], [0.0, 0.0]])
+    batch = [episode("a", 0, 1.0).model_copy(update={"turn_rewards": [0.0, 1.0]}),
+             episode("a", 1, 0.0).model_copy(update={"turn_rewards": [0.0, 0.0]})]
+    values, _ = advantages(batch, estimator="grpo", turn_level=True)
     assert all(isinstance(v, list) and len(v) == 2 for v in values)
     assert values[0][0] > 0 > values[1][0]  # the return from turn 0 includes the later reward
 

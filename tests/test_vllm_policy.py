@@ -32,10 +32,8 @@ def engine() -> Iterator[tuple[VLLMPolicy, list[psutil.Process]]]:
     processes = [p for p in psutil.Process().children(recursive=True)
                  if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())]
     yield policy, processes
-    started = time.perf_counter()
     asyncio.run(policy.close())
     asyncio.run(policy.close())  # idempotent
-    assert time.perf_counter() - started < 60
     _, alive = psutil.wait_procs(processes, timeout=15)
     assert not alive, f"engine processes left running: {alive}"
 
@@ -100,15 +98,20 @@ async def test_prompts_vllm_cannot_take_are_policy_errors(policy: VLLMPolicy) ->
 
 
 async def test_concurrent_requests_are_batched(policy: VLLMPolicy) -> None:
-    single = await policy.generate(story(policy, "a river"), Sampling(max_tokens=32, seed=0))
-    single_rate = len(single.token_ids) / single.seconds
+    # Sixteen concurrent generations are in the engine together, and its scheduler may run them as one batch:
+    # they are not queued one by one in the policy. (How much faster that is, is a benchmark's business.)
     prompts = [story(policy, f"{topic} {i}") for i in range(4) for topic in TOPICS]
-    started = time.perf_counter()
-    done = await asyncio.gather(*[policy.generate(p, Sampling(max_tokens=32, seed=i)) for i, p in enumerate(prompts)])
-    rate = sum(len(c.token_ids) for c in done) / (time.perf_counter() - started)
-    assert all(c.token_ids for c in done)
-    # Sixteen requests decoded together go several times faster in total than one alone (not one by one).
-    assert rate > 2 * single_rate, f"{rate:.0f} tokens/s batched vs {single_rate:.0f} alone"
+    assert policy._engine.vllm_config.scheduler_config.max_num_seqs >= len(prompts)
+    tasks = [asyncio.create_task(policy.generate(p, Sampling(max_tokens=32, seed=i, ignore_eos=True)))
+             for i, p in enumerate(prompts)]
+    together = 0
+    deadline = time.monotonic() + 60
+    while together < len(prompts) and not any(t.done() for t in tasks) and time.monotonic() < deadline:
+        together = max(together, policy._engine.get_num_unfinished_requests())
+        await asyncio.sleep(0.005)
+    done = await asyncio.gather(*tasks)
+    assert together == len(prompts), f"at most {together} of {len(prompts)} requests were in the engine at once"
+    assert all(len(c.token_ids) == 32 for c in done)
 
 
 async def test_seeded_prompts_beyond_one_step_budget(policy: VLLMPolicy) -> None:

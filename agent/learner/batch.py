@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gymbox.harness.records import Trajectory
+from gymbox.environments.records import Trajectory
 
 
 @dataclass(frozen=True)

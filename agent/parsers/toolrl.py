@@ -1,4 +1,7 @@
-"""ToolRL's format (specs/rewards.md section 1): `<think>`, optionally `<tool_call>` lines, optionally `<response>`."""
+"""ToolRL's format: `<think>`, optionally `<tool_call>` lines, optionally `<response>`.
+
+From "ToolRL: Reward is All Tool Learning Needs" (Qian et al., 2025).
+"""
 
 from __future__ import annotations
 

@@ -29,6 +29,8 @@ class Environment(ABC):
     # True when reset and step are cheap and never block: the server then runs them on its event loop
     # instead of a worker thread.
     inline: ClassVar[bool] = False
+    # Sessions one server hosts at once unless `gymbox serve --capacity` says otherwise.
+    capacity: ClassVar[int] = 256
 
     @classmethod
     def env_id(cls) -> str:
@@ -71,9 +73,14 @@ def tool_message(call: ToolCall, content: str) -> Message:
     return Message(role="tool", tool_call_id=call.id, name=call.function.name, content=content)
 
 
-def unknown_tool(call: ToolCall, tools: list[ToolSpec]) -> Message:
+def unknown_tool_text(name: str, tools: list[ToolSpec]) -> str:
+    """Why a call to `name` cannot run, and which tools can."""
     names = ", ".join(t.function.name for t in tools) or "none"
-    return tool_message(call, f"Error: there is no tool named {call.function.name!r}. Available tools: {names}.")
+    return f"there is no tool named {name!r}. Available tools: {names}."
+
+
+def unknown_tool(call: ToolCall, tools: list[ToolSpec]) -> Message:
+    return tool_message(call, f"Error: {unknown_tool_text(call.function.name, tools)}")
 
 
 def no_tool_call(tools: list[ToolSpec]) -> Message:

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, port: int = 8000, log_leve
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--uds", help="serve on this Unix socket instead of a port")
-    parser.add_argument("--capacity", type=int, default=256, help="most sessions at once")
+    parser.add_argument("--capacity", type=int, help="most sessions at once (default: the environment's own)")
     parser.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session expires")
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
@@ -98,13 +98,13 @@ def main(argv: list[str] | None = None) -> None:
     serve_from_args(parser.parse_args(argv))
 
 
-def serve(target: str, *, host: str = "127.0.0.1", port: int = 8000, uds: str | None = None, capacity: int = 256,
-          idle_timeout: float = 600.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+def serve(target: str, *, host: str = "127.0.0.1", port: int = 8000, uds: str | None = None,
+          capacity: int | None = None, idle_timeout: float = 600.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
           parent_pid: int | None = None, log_level: str = "warning", sandboxed: bool = False) -> None:
     """Serve `target` until interrupted; prints one line saying where once it listens."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     env_cls = load_target(target)
-    app = EnvServer(SessionHost(env_cls, capacity=capacity, idle_timeout=idle_timeout),
+    app = EnvServer(SessionHost(env_cls, capacity=capacity or env_cls.capacity, idle_timeout=idle_timeout),
                     max_request_bytes=max_request_bytes)
     config = build_config(app, host=host, port=port, uds=uds, log_level=log_level)
     if sandboxed:

@@ -6,7 +6,8 @@ from typing import Any
 
 from gymbox.environments.api.env import Environment
 from gymbox.environments.runtime.base import Runtime
-from gymbox.environments.runtime.docker import ContainerLimits, DockerRuntime
+from gymbox.environments.runtime.containers import ContainerLimits
+from gymbox.environments.runtime.docker import DockerRuntime
 from gymbox.environments.runtime.local import LocalRuntime
 from gymbox.environments.runtime.process import ProcessRuntime
 

@@ -1,5 +1,5 @@
-"""Container bookkeeping: the confinement every episode container gets, labels naming each container's owner
-and expiry, and the reaper that honours them."""
+"""Container bookkeeping: the Docker client, the limits and confinement every episode container gets, labels naming
+each container's owner and expiry, and the reaper that honours them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+from gymbox.environments.api.errors import TransportError
 
 LABEL = "gymbox.managed"
 OWNER = "gymbox.owner"
@@ -53,12 +55,47 @@ def owner_alive(label: str) -> bool | None:
     return ticks is not None and (start == "?" or ticks == start)
 
 
-def confinement(*, cpus: float, memory: str, pids: int, network: bool = False) -> dict[str, Any]:
-    """Run options every episode container shares: CPU, memory (no swap beyond it) and process limits, no
-    capabilities, no privilege gain, an init to reap orphans, and no network unless the task needs it."""
-    return {"network_mode": "bridge" if network else "none", "nano_cpus": int(cpus * 1e9), "mem_limit": memory,
-            "memswap_limit": memory, "pids_limit": pids, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
-            "init": True}
+@dataclass(frozen=True)
+class ContainerLimits:
+    """Resources and privileges of one episode's container. The defaults suit an environment server whose agent
+    writes only in /workspace; a container whose image holds the agent's files (swe's checkout) needs its root file
+    system writable."""
+
+    cpus: float = 1.0
+    memory: str = "1g"
+    pids: int = 256
+    workspace: str | None = "256m"  # a writable /workspace of this size (a tmpfs, so it also counts against memory)
+    tmp: str = "64m"
+    tmp_exec: bool = False  # whether programs may run from /tmp
+    read_only: bool = True  # the root file system
+    network: bool = False  # tasks that need the network say so; the default is none at all
+    user: str = "1000:1000"  # the agent's user
+
+    def run_options(self, *, user: str | None = None) -> dict[str, Any]:
+        """Docker run options: CPU, memory (no swap beyond it) and process limits, no capabilities, no privilege
+        gain, an init to reap orphans, no network unless asked; the container's process runs as `user` (by
+        default the agent's)."""
+        tmpfs = {"/tmp": f"size={self.tmp},mode=1777{',exec' if self.tmp_exec else ''}"}
+        if self.workspace is not None:
+            tmpfs["/workspace"] = f"size={self.workspace},mode=0755,uid=1000,gid=1000"
+        return {"network_mode": "bridge" if self.network else "none", "nano_cpus": int(self.cpus * 1e9),
+                "mem_limit": self.memory, "memswap_limit": self.memory, "pids_limit": self.pids,
+                "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True,
+                "read_only": self.read_only, "user": user or self.user, "tmpfs": tmpfs}
+
+
+def docker_client(timeout: int = 60) -> Any:
+    """A client of the Docker engine, checked with a ping; a `TransportError` that says how to start the engine
+    when it cannot be reached. `timeout` bounds each engine call (a command run in a container is one call)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise TransportError(f"cannot reach the Docker engine ({exc}); start it (`bash scripts/docker.sh` installs "
+                             "and starts it, or run `dockerd &` as root) and try again") from exc
+    return client
 
 
 def labels(env_id: str, ttl: float) -> dict[str, str]:
@@ -117,4 +154,7 @@ def reap(client: Any, *, everything: bool = False) -> list[tuple[ContainerInfo, 
             removed.append((info, reason))
         except docker.errors.NotFound:
             pass  # another reaper was faster
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: another reaper is removing it right now
+                raise
     return removed

@@ -22,33 +22,12 @@ from gymbox.environments.api.errors import EnvError, TransportError
 from gymbox.environments.api.models import Health, ServerRequest
 from gymbox.environments.api.registry import load_target
 from gymbox.environments.runtime.base import Runtime, target_of
-from gymbox.environments.runtime.containers import confinement, labels, reap
+from gymbox.environments.runtime.containers import ContainerLimits, docker_client, labels, reap
 from gymbox.environments.runtime.images import image_name
 from gymbox.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 SOCKET_DIR = "/run/gymbox"
-
-
-@dataclass(frozen=True)
-class ContainerLimits:
-    """Resources and privileges of one episode's container."""
-
-    cpus: float = 1.0
-    memory: str = "1g"
-    pids: int = 256
-    workspace: str = "256m"  # size of the writable workspace (a tmpfs, so it also counts against memory)
-    tmp: str = "64m"
-    network: bool = False  # tasks that need the network say so; the default is none at all
-    user: str = "1000:1000"
-
-    def run_options(self) -> dict[str, Any]:
-        return {
-            **confinement(cpus=self.cpus, memory=self.memory, pids=self.pids, network=self.network),
-            "read_only": True, "user": self.user,
-            "tmpfs": {"/workspace": f"size={self.workspace},mode=0755,uid=1000,gid=1000",
-                      "/tmp": f"size={self.tmp},mode=1777"},
-        }
 
 
 @dataclass(eq=False)
@@ -97,20 +76,16 @@ class DockerRuntime(Runtime):
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        import docker
         import docker.errors
 
         if self._docker is not None:
             return
+        self._docker = await asyncio.to_thread(docker_client)
         try:
-            self._docker = await asyncio.to_thread(docker.from_env)
             image = await asyncio.to_thread(self._docker.images.get, self.image)
         except docker.errors.ImageNotFound:
             raise TransportError(f"no image {self.image}; build it with `gymbox images build "
                                  f"{self.env_cls.name}`") from None
-        except docker.errors.DockerException as exc:
-            raise TransportError(f"cannot reach the Docker engine ({exc}); start it (`bash scripts/docker.sh` "
-                                 "installs and starts it, or run `dockerd &` as root) and try again") from exc
         self.image_id = image.id
         _warn_if_stale(image.labels or {}, self.image)
         self._workdir = Path(tempfile.mkdtemp(prefix="gymbox-docker-"))

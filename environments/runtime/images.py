@@ -1,4 +1,5 @@
-"""Offline image builds: a Debian base made with debootstrap (or a registry base), and one image per environment.
+"""Offline image builds: a Debian base made with debootstrap (or a registry base), one image per environment, and
+the mechanics every other image's build uses (skipped while its label matches what went in, the replaced build freed).
 
 The project and its dependencies go in as wheels built on the host, because nothing inside a build can reach a
 package index here. Each image carries the hash of the sources it was built from; a build is skipped while that
@@ -51,8 +52,15 @@ def image_name(env_name: str) -> str:
 
 
 def dockerfile(env_cls: type[Environment]) -> Path | None:
-    path = Path(inspect.getfile(env_cls)).parent / "Dockerfile"
-    return path if path.exists() else None
+    """The Dockerfile beside the environment's module, else beside a base class's (a family shares one, built
+    with the environment's name as `ENV_NAME`)."""
+    for cls in env_cls.__mro__:
+        if cls is Environment or not (isinstance(cls, type) and issubclass(cls, Environment)):
+            continue
+        path = Path(inspect.getfile(cls)).parent / "Dockerfile"
+        if path.exists():
+            return path
+    return None
 
 
 def source_hash(root: Path) -> str:
@@ -166,38 +174,94 @@ class ImageRecord:
     built: bool
 
 
+def built_image(client: Any, tag: str, label: str, digest: str) -> Any | None:
+    """Image `tag` when its `label` says it was built from `digest` (there is nothing to build), else None."""
+    import docker.errors
+
+    try:
+        image = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    return image if (image.labels or {}).get(label) == digest else None
+
+
+def build_image(client: Any, tag: str, *, context: Path | Callable[[Path], None], log: Log = print,
+                **options: Any) -> Any:
+    """`docker build` of `tag` from the folder `context`, or from a fresh temporary folder that `context` fills;
+    returns the image. The build it replaces loses its tag, and its space is freed unless a container uses it."""
+    import docker.errors
+
+    try:
+        previous = client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        previous = None
+    if isinstance(context, Path):
+        docker_build(client, tag, log, path=str(context), **options)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="gymbox-build-"))
+        try:
+            context(folder)
+            docker_build(client, tag, log, path=str(folder), **options)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    image = client.images.get(tag)
+    if previous and previous != image.id:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(previous)
+    return image
+
+
+def build_from_dockerfile(client: Any, dockerfile: Path, tag: str, *, log: Log = print) -> str:
+    """Build (or reuse) `tag` from a Dockerfile of its own, with the Dockerfile's folder as the build context;
+    rebuilt when the Dockerfile changes. Returns the image id."""
+    if not dockerfile.is_file():
+        raise FileNotFoundError(f"no Dockerfile at {dockerfile}")
+    digest = hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:16]
+    image = built_image(client, tag, "gymbox.dockerfile", digest)
+    if image is None:
+        log(f"docker build {tag} from {dockerfile}")
+        image = build_image(client, tag, context=dockerfile.parent, log=log, dockerfile=dockerfile.name,
+                            labels={"gymbox.dockerfile": digest})
+    return str(image.id)
+
+
+_FILES: dict[tuple[str, str], bytes] = {}
+
+
+def image_files(client: Any, image: str, path: str) -> bytes:
+    """A folder of `image` as a tar archive, read once per image from a container that is never started."""
+    image_id = str(client.images.get(image).id)
+    if (image_id, path) not in _FILES:
+        container = client.api.create_container(image_id, command=["true"])
+        try:
+            stream, _ = client.api.get_archive(container["Id"], path)
+            _FILES[image_id, path] = b"".join(stream)
+        finally:
+            client.api.remove_container(container["Id"], force=True)
+    return _FILES[image_id, path]
+
+
 def build_env_image(client: Any, env_cls: type[Environment], *, base: str, force: bool = False,
                     log: Log = print) -> ImageRecord:
     """Build (or reuse) the image of one environment from its Dockerfile."""
-    import docker.errors
-
     path = dockerfile(env_cls)
     if path is None:
         raise FileNotFoundError(f"{env_cls.env_id()} has no Dockerfile beside {inspect.getfile(env_cls)}")
     root = repo_root()
     tag, digest = image_name(env_cls.name), source_hash(root)
-    previous = None
-    try:
-        existing = client.images.get(tag)
-        if not force and existing.labels.get("gymbox.source_hash") == digest:
-            log(f"{tag} is up to date ({existing.id[:19]})")
-            return _record(ImageRecord(env_cls.env_id(), tag, existing.id, digest, base, built=False), root)
-        previous = existing.id
-    except docker.errors.ImageNotFound:
-        pass
-    context = Path(tempfile.mkdtemp(prefix="gymbox-build-"))
-    try:
+    image = None if force else built_image(client, tag, "gymbox.source_hash", digest)
+    if image is not None:
+        log(f"{tag} is up to date ({image.id[:19]})")
+        return _record(ImageRecord(env_cls.env_id(), tag, image.id, digest, base, built=False), root)
+
+    def fill(context: Path) -> None:
         shutil.copy(path, context / "Dockerfile")
         _wheel_context(build_wheels(root, digest, log), context, env_cls.name)
-        log(f"docker build {tag} from {base}")
-        docker_build(client, tag, log, path=str(context), buildargs={"BASE_IMAGE": base}, network_mode="host",
-                     labels={"gymbox.source_hash": digest, "gymbox.env": env_cls.env_id()})
-    finally:
-        shutil.rmtree(context, ignore_errors=True)
-    image = client.images.get(tag)
-    if previous and previous != image.id:  # the old build lost its tag: free its space unless still in use
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(previous)
+
+    log(f"docker build {tag} from {base}")
+    image = build_image(client, tag, context=fill, log=log, buildargs={"BASE_IMAGE": base, "ENV_NAME": env_cls.name},
+                        network_mode="host",
+                        labels={"gymbox.source_hash": digest, "gymbox.env": env_cls.env_id()})
     return _record(ImageRecord(env_cls.env_id(), tag, image.id, digest, base, built=True), root)
 
 

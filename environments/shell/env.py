@@ -13,31 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gymbox.environments.api import (
-    Action,
-    Environment,
-    Message,
-    Observation,
-    StepResult,
-    TaskSpec,
-    ToolSpec,
-    no_tool_call,
-    tool_message,
-    unknown_tool,
-)
+from gymbox.environments.api import Message, Observation, TaskSpec, ToolEnv, ToolResult, tool
 from gymbox.environments.api.errors import InvalidAction, InvalidTask
-from gymbox.environments.shell.runner import CommandResult, kill_group, run_command
+from gymbox.environments.runtime.sandbox import ExecResult, LocalSandbox, Wording
 
 COMMAND_SECONDS = 30.0
 SETUP_SECONDS = 120.0
 CHECK_SECONDS = 60.0
 MAX_OUTPUT = 16_384
+# What the agent reads of a command's end; the time limit and the cut in the middle are the runtime's sandbox's.
+WORDING = Wording(cut="[... {omitted} bytes of output omitted ...]",
+                  killed="[command killed after {limit:g} s, with every process it started; run long jobs in the "
+                  "background (cmd > log 2>&1 &) and check on them]", no_output=None, exit_zero=True, trim=True)
 
-BASH = ToolSpec.make(
-    "bash", "Run a bash command in the workspace (a fresh shell each time: cd does not carry over). Output beyond "
-    f"{MAX_OUTPUT} bytes is cut in the middle; a command is killed after {COMMAND_SECONDS:g} s.",
-    {"command": {"type": "string", "description": "the command line to run"}}, required=["command"])
-SUBMIT = ToolSpec.make("submit", "Say that the task is done; the workspace is then checked.")
+BASH = ("Run a bash command in the workspace (a fresh shell each time: cd does not carry over). Output beyond "
+        f"{MAX_OUTPUT} bytes is cut in the middle; a command is killed after {COMMAND_SECONDS:g} s.")
 
 
 def _sandbox_workspace() -> tuple[Path, bool]:
@@ -51,15 +41,15 @@ def _sandbox_workspace() -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix="gymbox-shell-")), True
 
 
-class ShellEnv(Environment):
+class ShellEnv(ToolEnv):
     name = "shell"
     version = "v1"
     description = "Solve a task with bash in a sandbox; checker scripts grade the workspace."
-    tools: ClassVar[list[ToolSpec]] = [BASH, SUBMIT]
     suites: ClassVar[list[str]] = ["shell"]
     isolation = "container"
 
     workspace: Path | None = None
+    box: LocalSandbox | None = None
     _owns_workspace = False
 
     def reset(self, task: TaskSpec, seed: int) -> Observation:
@@ -75,49 +65,39 @@ class ShellEnv(Environment):
         self.env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(self.workspace),
                     "LANG": "C.UTF-8", "TERM": "dumb", "SEED": str(seed)}
         self.commands = self.failed = 0
-        self.groups: set[int] = set()
+        self.box = LocalSandbox(self.workspace, env=self.env, wording=WORDING)
         setup = task.payload.get("setup", "")
         if setup:
             result = self._run(setup, SETUP_SECONDS)
             if result.exit_code != 0:
-                raise InvalidTask(f"the setup script of task {task.id!r} failed: {result.render(SETUP_SECONDS)}")
+                raise InvalidTask(f"the setup script of task {task.id!r} failed: {result.render()}")
         # The path is left out: it differs between runs on the host, and the same seed must give the same text.
         intro = (f"{task.instruction}\n\nCommands run in the workspace folder (the current directory, also $HOME). "
                  "Use the bash tool; call submit when the task is done.")
         return Observation(messages=[Message(role="user", content=intro)], tools=self.tools)
 
-    def step(self, action: Action) -> StepResult:
-        if not action.tool_calls:
-            return StepResult(observation=Observation(messages=[no_tool_call(self.tools)]),
-                              signals={"valid_action": 0.0})
-        messages, valid = [], 1.0
-        for call in action.tool_calls:
-            name = call.function.name
-            if name == "submit":
-                messages.append(tool_message(call, "Submitted; checking the workspace."))
-                signals = {"valid_action": valid, "submitted": 1.0, **self.grade()}
-                return StepResult(observation=Observation(messages=messages), terminated=True, signals=signals,
-                                  reward=signals["success"])
-            if name != "bash":
-                messages.append(unknown_tool(call, self.tools))
-                valid = 0.0
-                continue
-            try:
-                command = call.args().get("command")
-            except InvalidAction as err:
-                command, message = None, f"Error: {err.message}"
-            else:
-                message = "Error: bash needs a string argument 'command', e.g. {\"command\": \"ls -la\"}."
-            if not isinstance(command, str) or not command.strip():
-                messages.append(tool_message(call, message))
-                valid = 0.0
-                continue
-            result = self._run(command, self.command_seconds)
-            self.commands += 1
-            self.failed += result.exit_code != 0
-            messages.append(tool_message(call, result.render(self.command_seconds)))
-        return StepResult(observation=Observation(messages=messages),
-                          signals={"valid_action": valid, "commands_failed": float(self.failed)})
+    @tool(description=BASH)
+    def bash(self, command: str) -> str:
+        """Run a command in the workspace (the tool's description, `BASH`, also states the limits).
+
+        Args:
+            command: the command line to run
+        """
+        if not command.strip():
+            raise InvalidAction("bash needs a string argument 'command', e.g. {\"command\": \"ls -la\"}.")
+        result = self._run(command, self.command_seconds)
+        self.commands += 1
+        self.failed += result.exit_code != 0
+        return result.render()
+
+    @tool
+    def submit(self) -> ToolResult:
+        """Say that the task is done; the workspace is then checked."""
+        signals = {"submitted": 1.0, **self.grade()}
+        return ToolResult("Submitted; checking the workspace.", done=True, reward=signals["success"], signals=signals)
+
+    def step_signals(self) -> dict[str, float]:
+        return {"commands_failed": float(self.failed)}
 
     def grade(self) -> dict[str, float]:
         """Run every check in the workspace: success when all pass."""
@@ -129,15 +109,13 @@ class ShellEnv(Environment):
     def state(self) -> dict[str, Any]:
         return {"workspace": str(self.workspace), "commands": self.commands, "failed": self.failed}
 
-    def _run(self, command: str, timeout: float) -> CommandResult:
-        assert self.workspace is not None
-        result = run_command(command, self.workspace, timeout=timeout, max_output=MAX_OUTPUT, env=self.env)
-        self.groups.add(result.pgid)
-        return result
+    def _run(self, command: str, timeout: float) -> ExecResult:
+        assert self.box is not None
+        return self.box.exec(command, timeout=timeout, max_output=MAX_OUTPUT)
 
     def close(self) -> None:
-        for pgid in getattr(self, "groups", ()):  # what setup, the agent or a check left running
-            kill_group(pgid)
+        if self.box is not None:  # ends what setup, the agent or a check left running
+            self.box.close()
         if self._owns_workspace and self.workspace is not None:
             shutil.rmtree(self.workspace, ignore_errors=True)
 

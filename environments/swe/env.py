@@ -10,27 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gymbox.environments.api import (
-    Action,
-    Environment,
-    Message,
-    Observation,
-    StepResult,
-    TaskSpec,
-    ToolSpec,
-    no_tool_call,
-    tool_message,
-    unknown_tool,
-)
-from gymbox.environments.api.errors import InvalidAction, InvalidTask, TransportError
+from gymbox.environments.api import Message, Observation, TaskSpec, ToolEnv, ToolResult, tool
+from gymbox.environments.api.errors import InvalidTask
+from gymbox.environments.runtime.containers import docker_client, reap
+from gymbox.environments.runtime.docker_sandbox import LIMITS, ContainerSandbox
+from gymbox.environments.runtime.images import build_from_dockerfile, image_files
 from gymbox.environments.swe import repo
-from gymbox.environments.swe.grader import run_tests
-from gymbox.environments.swe.images import build_instance_image
-from gymbox.environments.swe.sandbox import Sandbox, SandboxLimits
+from gymbox.tasks.swe.grader import run_tests
 from gymbox.tasks.swe.packages import Package, package
 from gymbox.tasks.swe.swebench import checkout
 
@@ -40,41 +29,22 @@ MAX_OUTPUT = 16_384
 MAX_ARGUMENT = 120_000  # Linux refuses a single command-line argument over 128 KiB
 _EDITOR = (Path(__file__).parent / "editor.py").read_text()
 
-BASH = ToolSpec.make(
-    "bash", "Run a bash command in the repository (a fresh shell each time: cd does not carry over). Output beyond "
-    f"{MAX_OUTPUT} bytes is cut in the middle; a command and what it started are killed after a time limit.",
-    {"command": {"type": "string", "description": "the command line to run"}}, required=["command"])
-VIEW = ToolSpec.make(
-    "view", "Show a file with line numbers (or list a folder, two levels deep).",
-    {"path": {"type": "string", "description": "relative to the repository, or absolute"},
-     "view_range": {"type": "array", "items": {"type": "integer"},
-                    "description": "optional [first, last] line numbers; last may be -1 for the end"}},
-    required=["path"])
-STR_REPLACE = ToolSpec.make(
-    "str_replace", "Replace text in a file: old_str must occur exactly once (whitespace included).",
-    {"path": {"type": "string", "description": "relative to the repository, or absolute"},
-     "old_str": {"type": "string", "description": "the exact text to replace"},
-     "new_str": {"type": "string", "description": "the text to put in its place (empty to delete)"}},
-    required=["path", "old_str", "new_str"])
-CREATE = ToolSpec.make(
-    "create", "Create a new file with the given text.",
-    {"path": {"type": "string", "description": "relative to the repository, or absolute"},
-     "file_text": {"type": "string", "description": "the file's whole text"}}, required=["path", "file_text"])
-SUBMIT = ToolSpec.make("submit", "Say that the fix is done: the hidden tests then run against the repository.")
+BASH = ("Run a bash command in the repository (a fresh shell each time: cd does not carry over). Output beyond "
+        f"{MAX_OUTPUT} bytes is cut in the middle; a command and what it started are killed after a time limit.")
 
 OUTCOME_LEVELS = ("no submit", "empty patch", "patch fails tests", "patch passes tests")
 
 
-class SweEnv(Environment):
+class SweEnv(ToolEnv):
     name = "swe"
     version = "v1"
     description = "Fix a bug in a real Python package; hidden tests grade the fix after submit."
-    tools: ClassVar[list[ToolSpec]] = [BASH, VIEW, STR_REPLACE, CREATE, SUBMIT]
     suites: ClassVar[list[str]] = ["swe"]
     uses_docker = True  # one container per episode, started from this process
 
-    box: Sandbox | None = None
-    limits = SandboxLimits()
+    box: ContainerSandbox | None = None
+    client: Any = None
+    limits = LIMITS
 
     def reset(self, task: TaskSpec, seed: int) -> Observation:
         payload = task.payload
@@ -100,14 +70,15 @@ class SweEnv(Environment):
         self.grade_seconds = float(payload.get("grade_seconds", GRADE_SECONDS))
         self.commands = self.failed = 0
         self.outcome: dict[str, float] | None = None
-        self.client = docker_client()
+        self.close()  # a container from an earlier reset of this object
+        self.client = docker_client(timeout=600)  # long enough for a command's whole run
+        reap(self.client)  # containers whose owner is gone
         if kind == "swebench":
             try:
-                build_instance_image(self.client, Path(payload["dockerfile"]), self.pkg.image())
+                build_from_dockerfile(self.client, Path(payload["dockerfile"]), self.pkg.image())
             except (OSError, RuntimeError) as exc:
                 raise InvalidTask(f"swe task {task.id!r} (Dockerfile {payload['dockerfile']}): {exc}") from None
-        self.close()  # a container from an earlier reset of this object
-        self.box = Sandbox.start(self.client, self.pkg.image(), env_id=self.env_id(), limits=self.limits)
+        self.box = ContainerSandbox.start(self.client, self.pkg.image(), env_id=self.env_id(), limits=self.limits)
         try:
             self.start_commit = repo.prepare(self.box, self.pkg, bug_patch, commit=payload.get("base_commit"))
         except BaseException:
@@ -127,33 +98,59 @@ class SweEnv(Environment):
         return (f"{self.task.instruction}\n\nThe repository is {where} at {self.pkg.root} (the current directory). "
                 f"{rules} Use bash, view, str_replace and create, then call submit.")
 
-    def step(self, action: Action) -> StepResult:
-        if not action.tool_calls:
-            return StepResult(observation=Observation(messages=[no_tool_call(self.tools)]),
-                              signals={"valid_action": 0.0})
-        messages, valid = [], 1.0
-        for call in action.tool_calls:
-            name = call.function.name
-            if name == "submit":
-                messages.append(tool_message(call, "Submitted; the hidden tests are running."))
-                signals = {"valid_action": valid, **self._grade(submitted=True)}
-                return StepResult(observation=Observation(messages=messages), terminated=True, signals=signals,
-                                  reward=signals["success"], info=self._report())
-            if name not in ("bash", "view", "str_replace", "create"):
-                messages.append(unknown_tool(call, self.tools))
-                valid = 0.0
-                continue
-            try:
-                args = call.args()
-            except InvalidAction as err:
-                messages.append(tool_message(call, f"Error: {err.message}"))
-                valid = 0.0
-                continue
-            text, ok = self._bash(args) if name == "bash" else self._edit(name, args)
-            valid = valid if ok else 0.0
-            messages.append(tool_message(call, text))
-        return StepResult(observation=Observation(messages=messages),
-                          signals={"valid_action": valid, "commands_failed": float(self.failed)})
+    @tool(description=BASH)
+    def bash(self, command: str) -> ToolResult:
+        """Run a command in the repository (the tool's description, `BASH`, also states the limits).
+
+        Args:
+            command: the command line to run
+        """
+        text, ok = self._bash({"command": command})
+        return ToolResult(text, valid=ok)
+
+    @tool
+    def view(self, path: str, view_range: list[int] | None = None) -> ToolResult:
+        """Show a file with line numbers (or list a folder, two levels deep).
+
+        Args:
+            path: relative to the repository, or absolute
+            view_range: optional [first, last] line numbers; last may be -1 for the end
+        """
+        text, ok = self._edit("view", {"path": path, "view_range": view_range})
+        return ToolResult(text, valid=ok)
+
+    @tool
+    def str_replace(self, path: str, old_str: str, new_str: str) -> ToolResult:
+        """Replace text in a file: old_str must occur exactly once (whitespace included).
+
+        Args:
+            path: relative to the repository, or absolute
+            old_str: the exact text to replace
+            new_str: the text to put in its place (empty to delete)
+        """
+        text, ok = self._edit("str_replace", {"path": path, "old_str": old_str, "new_str": new_str})
+        return ToolResult(text, valid=ok)
+
+    @tool
+    def create(self, path: str, file_text: str) -> ToolResult:
+        """Create a new file with the given text.
+
+        Args:
+            path: relative to the repository, or absolute
+            file_text: the file's whole text
+        """
+        text, ok = self._edit("create", {"path": path, "file_text": file_text})
+        return ToolResult(text, valid=ok)
+
+    @tool
+    def submit(self) -> ToolResult:
+        """Say that the fix is done: the hidden tests then run against the repository."""
+        signals = self._grade(submitted=True)
+        return ToolResult("Submitted; the hidden tests are running.", done=True, reward=signals["success"],
+                          signals=signals, info=self._report())
+
+    def step_signals(self) -> dict[str, float]:
+        return {"commands_failed": float(self.failed)}
 
     def _bash(self, args: dict[str, Any]) -> tuple[str, bool]:
         command = args.get("command")
@@ -191,10 +188,10 @@ class SweEnv(Environment):
             return self.outcome
         box = self.box
         assert box is not None
-        box.end_agent_processes()  # whatever the agent left running ends before anything is read or run
+        box.end_processes()  # whatever the agent left running ends before anything is read or run
         patch = repo.agent_patch(box, self.start_commit, root=self.pkg.root)
-        box.end_agent_processes()  # git may have run filters the agent configured in .git/config: they end too
-        repo.restore(box, self.pkg, repo.originals(self.client, self.pkg.image(), self.pkg.root),
+        box.end_processes()  # git may have run filters the agent configured in .git/config: they end too
+        repo.restore(box, self.pkg, image_files(self.client, self.pkg.image(), self.pkg.root),
                      test_patch=self.test_patch)
         run = run_tests(box, self.pkg, self.tests, timeout=self.grade_seconds, expect=self.tests)
         passing = run.passing()
@@ -223,8 +220,11 @@ class SweEnv(Environment):
 
     def close(self) -> None:
         if self.box is not None:
-            self.box.remove()
+            self.box.close()
             self.box = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
 
 def _ids(payload: dict[str, Any], key: str) -> list[str]:
@@ -233,26 +233,3 @@ def _ids(payload: dict[str, Any], key: str) -> list[str]:
         raise TypeError(f"payload.{key} must be a list of pytest node ids")
     return value
 
-
-_CLIENT: Any = None
-_CLIENT_LOCK = threading.Lock()
-
-
-def docker_client() -> Any:
-    """This process's Docker client; the first call also removes containers whose owner is gone."""
-    global _CLIENT
-    with _CLIENT_LOCK:
-        if _CLIENT is None:
-            import docker
-
-            from gymbox.environments.runtime.containers import reap
-
-            try:
-                client = docker.from_env(timeout=600)
-                client.ping()
-            except docker.errors.DockerException as exc:
-                raise TransportError(f"the swe environment needs the Docker engine and cannot reach it ({exc}); "
-                                     "start it (`bash scripts/docker.sh`) and try again") from exc
-            reap(client)
-            _CLIENT = client
-        return _CLIENT

@@ -13,10 +13,9 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from gymbox.environments.api.errors import InvalidTask
-from gymbox.environments.swe.sandbox import Sandbox
+from gymbox.environments.runtime.docker_sandbox import ContainerSandbox
 from gymbox.tasks.swe.packages import Package
 
 REPO = "/repo"
@@ -27,7 +26,8 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "gymbox", "GIT_AUTHOR_EMAIL": "gymbox@localhost", 
            "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
 
 
-def prepare(box: Sandbox, pkg: Package, bug_patch: str, *, commit: str | None = None, timeout: float = 120.0) -> str:
+def prepare(box: ContainerSandbox, pkg: Package, bug_patch: str, *, commit: str | None = None,
+            timeout: float = 120.0) -> str:
     """Check out `commit` (if given), apply the bug, take the tests out, and start a fresh history at that state
     (so no later commit and no earlier version is in reach); returns the new commit."""
     steps = ["set -e", f"cd {pkg.root}"]
@@ -47,7 +47,7 @@ def prepare(box: Sandbox, pkg: Package, bug_patch: str, *, commit: str | None = 
     return result.output.strip().splitlines()[-1]
 
 
-def agent_patch(box: Sandbox, start: str, *, root: str = REPO, timeout: float = 60.0) -> str | None:
+def agent_patch(box: ContainerSandbox, start: str, *, root: str = REPO, timeout: float = 60.0) -> str | None:
     """Everything the agent changed since the task's commit (new files included), as a git diff; None when git
     cannot tell (the agent removed or broke the repository's history)."""
     # Against the recorded commit, not HEAD: an agent that commits its work still has a patch.
@@ -57,7 +57,8 @@ def agent_patch(box: Sandbox, start: str, *, root: str = REPO, timeout: float = 
     return result.output if result.exit_code == 0 else None
 
 
-def restore(box: Sandbox, pkg: Package, originals: bytes, *, test_patch: str = "", timeout: float = 60.0) -> None:
+def restore(box: ContainerSandbox, pkg: Package, originals: bytes, *, test_patch: str = "",
+            timeout: float = 60.0) -> None:
     """Put back every file outside the package's source folder, its test folders and every conftest.py as the
     image had them, with `test_patch` (SWE-bench's hidden tests) applied to them, if any."""
     keep = [] if pkg.source == "." else pkg.source.split("/")
@@ -121,18 +122,3 @@ def _restorable(pkg: Package, originals: bytes) -> bytes:
             dst.addfile(member, src.extractfile(member) if member.isfile() else None)
     return out.getvalue()
 
-
-_ORIGINALS: dict[str, bytes] = {}
-
-
-def originals(client: Any, image: str, root: str = REPO) -> bytes:
-    """The image's checkout as a tar archive, read once per image from a container that is never started."""
-    image_id = str(client.images.get(image).id)
-    if image_id not in _ORIGINALS:
-        container = client.api.create_container(image_id, command=["true"])
-        try:
-            stream, _ = client.api.get_archive(container["Id"], root)
-            _ORIGINALS[image_id] = b"".join(stream)
-        finally:
-            client.api.remove_container(container["Id"], force=True)
-    return _ORIGINALS[image_id]

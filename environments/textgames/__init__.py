@@ -1,1 +1,1 @@
-"""What the text-game environments (`textworld`, `alfworld`) share: reading commands, the game cache, the base class."""
+"""What the text-game environments (`textworld`, `alfworld`) share: reading commands and the base class."""

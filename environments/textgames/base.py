@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from gymbox.environments.api import (
@@ -18,13 +21,24 @@ from gymbox.environments.api import (
     ToolSpec,
     tool_message,
 )
+from gymbox.environments.api.errors import InvalidTask
 from gymbox.environments.textgames.commands import COMMAND_TOOL, BadCommand, clean_command, command_argument
+from gymbox.tasks.games import InvalidGameTask, prepare_game, task_game
 
 # TextWorld's parsers (tatsu) and Fast Downward's translator keep module state, and both run while a game loads,
 # while one is generated and, in the PDDL engine, during steps: one call into them at a time per process. Little is
 # lost, as they are pure Python under the GIL; a server scales with processes (replicas), not threads.
 ENGINE = threading.RLock()
 MAX_LISTED = 60  # admissible commands shown at most; ALFWorld rooms can offer a few hundred
+
+
+@contextmanager
+def _invalid_task() -> Iterator[None]:
+    """A task that names no playable game is the caller's mistake, answered as `InvalidTask`."""
+    try:
+        yield
+    except InvalidGameTask as exc:
+        raise InvalidTask(str(exc)) from exc
 
 
 @dataclass
@@ -39,10 +53,10 @@ class GameStatus:
 class TextGameEnv(Environment):
     """One game per episode. The agent sends a command as the `command` tool or as plain text.
 
-    Subclasses load the task's game (`open`), play one command (`play`) and report the game's state (`status`);
-    this class reads commands, explains bad ones without advancing the game, and turns the game's state into
-    signals: `valid_action` each turn, `score_delta` when the game keeps a score (its own `env.step` reports the
-    running total), and `success` when the game ends.
+    Subclasses load the task's game (`open`, finding it with `game_path`), play one command (`play`) and report the
+    game's state (`status`); this class reads commands, explains bad ones without advancing the game, and turns the
+    game's state into signals: `valid_action` each turn, `score_delta` when the game keeps a score (its own
+    `env.step` reports the running total), and `success` when the game ends. Games are made in `gymbox.tasks`.
     """
 
     tools: ClassVar[list[ToolSpec]] = [COMMAND_TOOL]
@@ -51,13 +65,6 @@ class TextGameEnv(Environment):
     @abstractmethod
     def open(self, task: TaskSpec, seed: int) -> str:
         """Load the task's game and start it; the game's opening text. Runs holding `ENGINE`, as `play` does."""
-
-    @abstractmethod
-    def prepare(self, task: TaskSpec) -> dict[str, Any]:
-        """Generate the task's game into the cache if it is not there (`gymbox games`).
-
-        Returns the game's path, and its winning `plan` (commands) when the generator recorded one.
-        """
 
     @abstractmethod
     def play(self, command: str) -> tuple[str, bool]:
@@ -70,6 +77,19 @@ class TextGameEnv(Environment):
     @abstractmethod
     def admissible_commands(self) -> list[str]:
         """Commands that do something in the current state."""
+
+    def prepare(self, task: TaskSpec) -> dict[str, Any]:
+        """Generate the task's game into the cache if it is not there, as `gymbox games` does.
+
+        Returns the game's path, and its winning `plan` (commands) when the generator recorded one.
+        """
+        with ENGINE, _invalid_task():
+            return prepare_game(self.name, task)
+
+    def game_path(self, task: TaskSpec) -> Path:
+        """The task's game (a file or a folder), generated on first use; `InvalidTask` when the task names none."""
+        with _invalid_task():
+            return task_game(self.name, task)
 
     def reset(self, task: TaskSpec, seed: int) -> Observation:
         self.close()

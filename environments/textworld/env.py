@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
-from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from gymbox.environments.api import TaskSpec
-from gymbox.environments.api.errors import InvalidTask
-from gymbox.environments.textgames.base import ENGINE, GameStatus, TextGameEnv
-from gymbox.environments.textworld.games import GameGenerationError, WorldSpec, game_files
+from gymbox.environments.textgames.base import GameStatus, TextGameEnv
 
 _ART = re.compile(r"^\s*[_|\\/$<>][\s_|\\/$<>]*$")  # the TEXTWORLD banner's lines, drawn with $ _ | \ / < >
 _RESTART = "Would you like to RESTART"  # Inform's end-of-game menu; the episode is over, the agent cannot restart
@@ -48,39 +42,9 @@ class TextWorldEnv(TextGameEnv):
         with warnings.catch_warnings():
             # Jericho's own score tracking does not know generated games; TextWorld's state tracking does the work.
             warnings.filterwarnings("ignore", message=".*is not fully supported")
-            self.env: Any = textworld.start(str(self._game_path(task)), request_infos=infos)
+            self.env: Any = textworld.start(str(self.game_path(task)), request_infos=infos)
             self.game_state = self.env.reset()
         return clean_text(self.game_state.feedback)
-
-    def prepare(self, task: TaskSpec) -> dict[str, Any]:
-        with ENGINE:
-            path = self._game_path(task)
-        meta = path.parent / "meta.json"
-        if not meta.is_file():
-            return {"game": str(path)}
-        made = json.loads(meta.read_text())
-        return {"game": str(path), "plan": made["walkthrough"], "max_score": made["max_score"],
-                "attempt": made["attempt"]}
-
-    def _game_path(self, task: TaskSpec) -> Path:
-        payload = dict(task.payload)
-        payload.pop("admissible", None)
-        if "game" in payload:  # a game made elsewhere: its .json (written by tw-make beside the story) is needed
-            path = Path(payload["game"])
-            if not path.is_file() or not path.with_suffix(".json").is_file():
-                raise InvalidTask(f"task {task.id!r}: game {path} or its {path.with_suffix('.json').name} is missing; "
-                                  "make games with `tw-make`, which writes both")
-            return path
-        try:
-            spec = WorldSpec(**payload)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
-            raise InvalidTask(f"task {task.id!r} is not a TextWorld game specification ({problems}); give family, "
-                              "settings and seed, or game: PATH") from exc
-        try:
-            return game_files(spec).game
-        except GameGenerationError as exc:
-            raise InvalidTask(f"task {task.id!r}: {exc}") from exc
 
     def play(self, command: str) -> tuple[str, bool]:
         """A command is valid when TextWorld's state tracker counts it as a move: the game's parser rejecting it, or

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gymbox.environments.api import ToolCall, ToolSpec
+from gymbox.environments.api import ToolCall, ToolSpec, unknown_tool_text
 from gymbox.environments.api.errors import InvalidAction
-from gymbox.environments.toolcall.schema import ToolNames, schema_error, tool_specs
+from gymbox.environments.api.signature import describe_parameters
+from gymbox.environments.toolcall.schema import schema_error, tool_specs
+from gymbox.tasks.toolcall.schema import ToolNames
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,6 @@ def too_costly(args: dict[str, Any]) -> str | None:
     return None
 
 
-def describe(schema: dict[str, Any]) -> str:
-    """A one-line summary of a tool's parameters, for error messages."""
-    required = set(schema.get("required") or [])
-    parts = [
-        f"{name} ({sub.get('type', 'any')}{', required' if name in required else ''})"
-        for name, sub in (schema.get("properties") or {}).items()
-    ]
-    return ", ".join(parts) or "no parameters"
-
-
 class Toolset:
     """The tools offered in an episode: their OpenAI specs, names, and schemas by BFCL name."""
 
@@ -88,15 +80,13 @@ class Toolset:
             args, bad_json = None, f"arguments of {call.function.name!r} cannot be decoded: {err}"
         name = self.names.resolve(call.function.name)
         if name is None:
-            offered = ", ".join(s.function.name for s in self.specs) or "none"
-            return Decoded(call.function.name, args, f"there is no tool named {call.function.name!r}. "
-                                                     f"Available tools: {offered}.", known=False)
+            return Decoded(call.function.name, args, unknown_tool_text(call.function.name, self.specs), known=False)
         if args is None:
             return Decoded(name, None, bad_json)
         schema = self.schemas[name]
         error = schema_error(args, schema)
         if error:
-            return Decoded(name, args, f"{error}. {self.names.to_openai[name]} takes: {describe(schema)}.")
+            return Decoded(name, args, f"{error}. {self.names.to_openai[name]} takes: {describe_parameters(schema)}.")
         return Decoded(name, args, None)
 
     def backend_arguments(self, decoded: Decoded) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class ToolCallEnv(Environment):
     description = "Call functions from the Berkeley Function Calling Leaderboard: single-turn and stateful multi-turn."
     tools: ClassVar[list[ToolSpec]] = []  # every task brings its own functions
     suites: ClassVar[list[str]] = ["toolcall-multi", "toolcall-single", "toolcall-smoke"]
+    capacity = 512  # sessions are small: a conversation and, multi-turn, a simulated backend
 
     def __init__(self) -> None:
         self.episode: SingleTurnEpisode | MultiTurnEpisode | None = None

@@ -7,7 +7,7 @@ from typing import Any
 from gymbox.environments.api import Action, Message, Observation, StepResult, TaskSpec, tool_message
 from gymbox.environments.api.errors import InvalidTask
 from gymbox.environments.toolcall.calls import Toolset
-from gymbox.environments.toolcall.checker import check_calls
+from gymbox.tasks.toolcall.checker import check_calls
 
 # payload.check: how a reply is judged.
 CHECKS = {

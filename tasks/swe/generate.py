@@ -4,7 +4,8 @@ Per package, in one container of its image: run the whole test suite (what passe
 run it again under coverage to learn which tests execute each line, then for each sampled mutation run the tests
 that cover its line; a mutation that fails some is run once more against those tests' whole files, which gives
 FAIL_TO_PASS (passed before, fail now) and PASS_TO_PASS (pass both times). Deterministic for a seed, up to tests
-whose outcome depends on time.
+whose outcome depends on time. The caller starts the container and reads the image's checkout (the runtime's
+work); this module only uses them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gymbox.environments.swe.grader import run_tests
-from gymbox.environments.swe.repo import originals
-from gymbox.environments.swe.sandbox import Sandbox
+from gymbox.tasks.swe.grader import Box, run_tests
 from gymbox.tasks.swe.mutate import Mutation, bug_patch, candidates, gold_patch, sample
 from gymbox.tasks.swe.packages import Package
 from gymbox.tasks.swe.statement import problem_statement
@@ -59,10 +58,10 @@ class Baseline:
         return 30 + 5 * sum(self.durations.get(t, 0.0) for t in tests)
 
 
-def package_sources(client: Any, pkg: Package) -> dict[str, str]:
-    """The package's Python files (tests left out), as the image has them."""
+def package_sources(checkout: bytes, pkg: Package) -> dict[str, str]:
+    """The package's Python files (tests left out), from the image's checkout as a tar archive."""
     found = {}
-    with tarfile.open(fileobj=io.BytesIO(originals(client, pkg.image()))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(checkout)) as tar:
         for member in tar:
             rel = member.name.partition("/")[2]
             if member.isfile() and rel.endswith(".py") and pkg.is_source_path(rel) and not pkg.is_test_path(rel):
@@ -72,7 +71,7 @@ def package_sources(client: Any, pkg: Package) -> dict[str, str]:
     return found
 
 
-def baseline(box: Sandbox, pkg: Package, sources: dict[str, str], mutations: list[Mutation],
+def baseline(box: Box, pkg: Package, sources: dict[str, str], mutations: list[Mutation],
              log: Log) -> Baseline:
     """What passes before any bug, and which tests cover each mutated line."""
     full = run_tests(box, pkg, list(pkg.tests), timeout=1800)
@@ -99,7 +98,7 @@ def baseline(box: Sandbox, pkg: Package, sources: dict[str, str], mutations: lis
     return Baseline(passing, full.durations, sources, covering)
 
 
-def try_mutation(box: Sandbox, pkg: Package, base: Baseline, mutation: Mutation, seed: int) -> dict[str, Any] | None:
+def try_mutation(box: Box, pkg: Package, base: Baseline, mutation: Mutation, seed: int) -> dict[str, Any] | None:
     """The task this mutation makes, or None when no passing test notices it."""
     covering = base.covering.get((mutation.path, mutation.line), [])
     if not covering:
@@ -155,28 +154,25 @@ def assign_splits(tasks: list[dict[str, Any]]) -> None:
             task["split"] = split
 
 
-def generate_package(client: Any, pkg: Package, *, count: int, seed: int, tries: int | None = None,
+def generate_package(box: Box, checkout: bytes, pkg: Package, *, count: int, seed: int, tries: int | None = None,
                      log: Log = print, advance: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Up to `count` validated tasks of one package, from at most `tries` sampled mutations."""
-    sources = package_sources(client, pkg)
+    """Up to `count` validated tasks of one package, from at most `tries` sampled mutations, made in `box` (a fresh
+    container of the package's image) from `checkout` (the image's checkout as a tar archive)."""
+    sources = package_sources(checkout, pkg)
     pool = [m for path, text in sorted(sources.items()) for m in candidates(text, path)]
-    box = Sandbox.start(client, pkg.image(), env_id="swe@v1")
-    try:
-        base = baseline(box, pkg, sources, pool, log)
-        covered = [m for m in pool if base.covering.get((m.path, m.line))]
-        log(f"{pkg.name}: {len(covered)} of {len(pool)} candidate mutations are on lines the tests run")
-        chosen = sample(covered, seed, tries or 3 * count)
-        tasks: list[dict[str, Any]] = []
-        for index, mutation in enumerate(chosen):
-            if len(tasks) >= count:
-                break
-            task = try_mutation(box, pkg, base, mutation, seed + index)
-            if task is not None:
-                tasks.append(task)
-                log(f"{pkg.name}: kept {task['id']} ({len(tasks)}/{count}, {index + 1} tried)")
-                if advance:
-                    advance(1)
-        assign_splits(tasks)
-        return tasks
-    finally:
-        box.remove()
+    base = baseline(box, pkg, sources, pool, log)
+    covered = [m for m in pool if base.covering.get((m.path, m.line))]
+    log(f"{pkg.name}: {len(covered)} of {len(pool)} candidate mutations are on lines the tests run")
+    chosen = sample(covered, seed, tries or 3 * count)
+    tasks: list[dict[str, Any]] = []
+    for index, mutation in enumerate(chosen):
+        if len(tasks) >= count:
+            break
+        task = try_mutation(box, pkg, base, mutation, seed + index)
+        if task is not None:
+            tasks.append(task)
+            log(f"{pkg.name}: kept {task['id']} ({len(tasks)}/{count}, {index + 1} tried)")
+            if advance:
+                advance(1)
+    assign_splits(tasks)
+    return tasks

@@ -1,4 +1,5 @@
-"""Running a package's tests in a container and reading back, per test, whether it passed and why not."""
+"""Running a package's tests in a container and reading back, per test, whether it passed and why not: what
+grading an episode and generating tasks share. The container is one the caller started and passes in."""
 
 from __future__ import annotations
 
@@ -7,9 +8,36 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from gymbox.environments.swe.sandbox import Sandbox
 from gymbox.tasks.swe.packages import Package
+
+
+class Ran(Protocol):
+    """How one command ended (the runtime's `ExecResult`)."""
+
+    @property
+    def exit_code(self) -> int | None: ...
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def timed_out(self) -> bool: ...
+
+    def render(self) -> str: ...
+
+
+class Box(Protocol):
+    """A running container of a package image (the runtime's `ContainerSandbox`): tasks code only uses one it is
+    given, so it never depends on how containers are run."""
+
+    def exec(self, command: str, *, timeout: float, workdir: str | None = None, env: dict[str, str] | None = None,
+             max_output: int = ...) -> Ran: ...
+
+    def put_files(self, files: dict[str, bytes], *, mode: int = ...) -> None: ...
+
+    def read_file(self, path: str) -> bytes | None: ...
 
 GRADER_DIR = "/var/tmp/gymbox-grader"
 _PLUGIN = (Path(__file__).parent / "report_plugin.py").read_bytes()
@@ -30,7 +58,7 @@ class TestRun:
         return {test for test, outcome in self.outcomes.items() if outcome == "passed"}
 
 
-def run_tests(box: Sandbox, pkg: Package, targets: list[str], *, timeout: float,
+def run_tests(box: Box, pkg: Package, targets: list[str], *, timeout: float,
               expect: list[str] | None = None, extra: str = "", env: dict[str, str] | None = None) -> TestRun:
     """Run pytest on `targets` (test paths or node ids) in the checkout, with the grader's own plugin and options.
 

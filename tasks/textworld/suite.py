@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from gymbox.tasks.games import InvalidGameTask
 from gymbox.tasks.spec import Limits, TaskSpec
 
 # (family, level) -> the generator's settings. Levels follow each family's own difficulty knobs: world size and
@@ -40,3 +43,39 @@ def tasks() -> list[TaskSpec]:
                              limits=Limits(max_turns=TURNS[level]), category=f"{family}-{level}", split=split)
                     for seed in seeds]
     return out
+
+
+def task_game(task: TaskSpec) -> Path:
+    """The task's story file: `payload.game` as it is, else generated from family, settings and seed (cached)."""
+    from pydantic import ValidationError
+
+    from gymbox.tasks.textworld.games import GameGenerationError, WorldSpec, game_files
+
+    payload = dict(task.payload)
+    payload.pop("admissible", None)  # how the environment shows the game, not which game
+    if "game" in payload:  # a game made elsewhere: its .json (written by tw-make beside the story) is needed
+        path = Path(payload["game"])
+        if not path.is_file() or not path.with_suffix(".json").is_file():
+            raise InvalidGameTask(f"task {task.id!r}: game {path} or its {path.with_suffix('.json').name} is missing; "
+                                  "make games with `tw-make`, which writes both")
+        return path
+    try:
+        spec = WorldSpec(**payload)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
+        raise InvalidGameTask(f"task {task.id!r} is not a TextWorld game specification ({problems}); give family, "
+                              "settings and seed, or game: PATH") from exc
+    try:
+        return game_files(spec).game
+    except GameGenerationError as exc:
+        raise InvalidGameTask(f"task {task.id!r}: {exc}") from exc
+
+
+def prepare(task: TaskSpec) -> dict[str, Any]:
+    """The task's game, generated if it is not cached, with the walkthrough, max score and attempt it was made with."""
+    path = task_game(task)
+    meta = path.parent / "meta.json"
+    if not meta.is_file():
+        return {"game": str(path)}
+    made = json.loads(meta.read_text())
+    return {"game": str(path), "plan": made["walkthrough"], "max_score": made["max_score"], "attempt": made["attempt"]}

@@ -1,4 +1,6 @@
-"""Trajectory records: one schema for what an episode did, what produced it, and how it was scored.
+"""Trajectory records: what an episode did, what produced it, and how it was scored.
+
+The low layer that rewards, the learner and the harness all read; it imports none of them.
 
 A trajectory's token sequence is the concatenation of its turns' `token_ids`; within a turn, `loss_mask` is 1
 for tokens the policy generated and 0 for prompt and environment tokens, and `logprobs` holds the policy's
@@ -7,11 +9,12 @@ log-probability of each generated token (None elsewhere). Earlier turns are neve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gymbox.agent.chat import join_tokens
 from gymbox.environments.api.models import Action, Message, ToolSpec
 from gymbox.tasks.spec import TaskSpec
 
@@ -93,6 +96,8 @@ class Trajectory(Record):
     signals: dict[str, float] = Field(default_factory=dict, description="the last turn's signals")
     rewards: dict[str, float | None] = Field(default_factory=dict, description="each reward component")
     reward: float | None = None
+    turn_rewards: list[float] | None = Field(default=None, description="per-turn rewards, summing to `reward`, "
+                                             "when the reward specification has per-turn components")
     error: EpisodeError | None = None
     attempts: int = Field(default=1, ge=1, description="tries it took: more than 1 after infrastructure errors")
     failed_attempts: list[EpisodeError] = Field(default_factory=list, description="why earlier tries failed")
@@ -123,3 +128,44 @@ class Trajectory(Record):
     def logprobs(self) -> list[float | None]:
         """Aligned with `token_ids`: the policy's log-probability of each generated token, None elsewhere."""
         return join_tokens(self.prompt_ids, self.turns).logprobs
+
+
+@dataclass
+class TurnTokens:
+    """`Turn`-compatible aligned lists: `Turn(index=i, **tokens.fields())`."""
+
+    token_ids: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    logprobs: list[float | None] = field(default_factory=list)
+
+    def add_context(self, token_ids: Sequence[int]) -> None:
+        """Tokens the policy did not generate (prompt, environment, template glue): mask 0, no logprob."""
+        self.token_ids.extend(token_ids)
+        self.loss_mask.extend([0] * len(token_ids))
+        self.logprobs.extend([None] * len(token_ids))
+
+    def add_generated(self, token_ids: Sequence[int], logprobs: Sequence[float] | None = None) -> None:
+        """Tokens the policy generated: mask 1, with their logprobs (None when the sampler gave none)."""
+        if logprobs is not None and len(logprobs) != len(token_ids):
+            raise ValueError(f"{len(token_ids)} generated tokens but {len(logprobs)} logprobs")
+        self.token_ids.extend(token_ids)
+        self.loss_mask.extend([1] * len(token_ids))
+        self.logprobs.extend(list(logprobs) if logprobs is not None else [None] * len(token_ids))
+
+    def fields(self) -> dict[str, list[Any]]:
+        return {"token_ids": list(self.token_ids), "loss_mask": list(self.loss_mask),
+                "logprobs": list(self.logprobs)}
+
+
+def join_tokens(prompt_ids: Sequence[int], turns: Sequence[Any]) -> TurnTokens:
+    """The whole sequence, prompt (mask 0) then every turn's aligned lists: what the policy saw and produced.
+
+    `turns` holds anything with `token_ids`, `loss_mask` and `logprobs` (a `TurnTokens`, a trajectory's `Turn`).
+    """
+    whole = TurnTokens()
+    whole.add_context(prompt_ids)
+    for turn in turns:
+        whole.token_ids.extend(turn.token_ids)
+        whole.loss_mask.extend(turn.loss_mask)
+        whole.logprobs.extend(turn.logprobs)
+    return whole

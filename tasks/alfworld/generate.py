@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -14,8 +15,9 @@ from pathlib import Path
 from alfworld.gen import constants
 from alfworld.gen.goal_library import gdict
 
-from gymbox.environments.alfworld.game import AlfworldGame
-from gymbox.environments.alfworld.layouts import (
+from gymbox.tasks.alfworld import layouts, pddl
+from gymbox.tasks.alfworld.engine import PddlGame
+from gymbox.tasks.alfworld.layouts import (
     PICKUPABLE,
     STATIC_RECEPTACLES,
     GenerationError,
@@ -23,13 +25,15 @@ from gymbox.environments.alfworld.layouts import (
     available_floorplans,
     load_layout,
 )
-from gymbox.environments.alfworld.pddl import PlacedObject, World, game_json, traj_data_json
-from gymbox.tasks.alfworld import TASK_TYPES
+from gymbox.tasks.alfworld.pddl import PlacedObject, World, game_json, traj_data_json
+from gymbox.tasks.alfworld.suite import TASK_TYPES
+from gymbox.tasks.cache import GameCache, source_digest
 
-__all__ = ["MAX_ATTEMPTS", "MAX_DISTRACTOR_TYPES", "TASK_TYPES", "GameInfo", "GameSpec", "GenerationError",
-           "generate_game", "sample_world", "supported_floorplans"]
+__all__ = ["GAME_FOLDER", "MAX_ATTEMPTS", "MAX_DISTRACTOR_TYPES", "TASK_TYPES", "GameInfo", "GameSpec",
+           "GenerationError", "generate_game", "generated_game", "sample_world", "supported_floorplans"]
 
 MAX_ATTEMPTS = 5
+GAME_FOLDER = "game"  # a cached game's folder inside its cache entry
 # Fast Downward's translation and, above all, its search grow quickly with the number of objects (a pick-two game:
 # 3 distractor types plan in 0.9 s, 6 in 1.1 s, 10 in 3.9 s, all 30 of a room in far more), so a room holds the
 # target and this many other object types.
@@ -147,10 +151,30 @@ def generate_game(spec: GameSpec, out: Path) -> GameInfo:
         "planner) and alfworld==0.4.2 are installed")
 
 
+@cache
+def _generator_id() -> str:
+    """The generator's code and the alfworld release it reads layouts from: part of every cache key."""
+    from importlib.metadata import version
+
+    return f"{source_digest(sys.modules[__name__], layouts, pddl)}/alfworld-{version('alfworld')}"
+
+
+def generated_game(task_type: str, seed: int, floorplan: int | None = None, cache: GameCache | None = None) -> Path:
+    """The folder of a generated game, made and verified by the planner on first use, then read from the cache.
+
+    TextWorld and Fast Downward keep module state, so a server with many sessions calls this holding its engine
+    lock, one game at a time.
+    """
+    spec = GameSpec(task_type=task_type, seed=seed, floorplan=floorplan)
+    key = {"generator": _generator_id(), "task_type": task_type, "seed": seed, "floorplan": floorplan}
+    folder = (cache or GameCache("alfworld")).get(key, lambda work: generate_game(spec, work / GAME_FOLDER))
+    return folder / GAME_FOLDER
+
+
 def _expert_wins(game_file: Path) -> list[str] | str:
     """The planner expert's plan if playing it wins the game, else why not."""
     try:
-        game = AlfworldGame(game_file.parent)
+        game = PddlGame(game_file.parent)
     except Exception as err:  # the planner's translator reports bad problems with exceptions of its own
         return f"TextWorld could not load the game: {err}"
     try:
@@ -158,10 +182,9 @@ def _expert_wins(game_file: Path) -> list[str] | str:
         plan = game.expert_plan()
         if not plan:
             return "the planner found no plan"
-        step = None
         for command in plan:
-            step = game.step(command)
-        if step is None or not step.won:
+            game.send(command)
+        if not game.won:
             return f"playing the planner's {len(plan)} commands did not win"
         return plan
     finally:

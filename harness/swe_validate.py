@@ -1,14 +1,14 @@
-"""Checking a task through the environment itself: its gold patch, applied with the agent's tools, resolves it,
-and submitting nothing does not."""
+"""Checking a swe task through the environment itself: its gold patch, applied with the agent's tools, resolves it,
+and submitting nothing does not. The environment comes from the registry, played in this process."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from gymbox.environments.api import Action, StepResult, TaskSpec
+from gymbox.environments.api import Action, Environment, StepResult, TaskSpec
 from gymbox.environments.api.models import ToolCall
-from gymbox.environments.swe.env import SweEnv
+from gymbox.environments.api.registry import load_target
 
 
 def call(name: str, **args: Any) -> Action:
@@ -16,7 +16,7 @@ def call(name: str, **args: Any) -> Action:
     return Action(tool_calls=[ToolCall.make(name, args, id=f"call-{name}")])
 
 
-def apply_with_tools(env: SweEnv, patch: str) -> StepResult:
+def apply_with_tools(env: Environment, patch: str) -> StepResult:
     """Write the patch with `create` and apply it with `bash`, as an agent could."""
     env.step(call("create", path="/home/agent/fix.patch", file_text=patch))
     return env.step(call("bash", command="git apply /home/agent/fix.patch && rm /home/agent/fix.patch"))
@@ -26,7 +26,7 @@ def play(task: TaskSpec, patch: str | None, seed: int = 0,
          actions: list[Action] | None = None) -> tuple[dict[str, float], StepResult | None]:
     """One episode: apply `patch` (if any) with the tools, take `actions`, submit; returns the signals and the
     patch's apply step."""
-    env = SweEnv()
+    env = load_target("swe")()
     try:
         env.reset(task, seed)
         applied = apply_with_tools(env, patch) if patch else None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+from gymbox.tasks.games import InvalidGameTask
 from gymbox.tasks.spec import Limits, TaskSpec
 
 # ALFRED's names, in the order of ALFWorld's papers (pick, clean, heat, cool, look, pick two).
@@ -66,3 +68,31 @@ def official_games(root: Path) -> list[Path]:
         if solvable:
             games.append(folder)
     return games
+
+
+def task_game(task: TaskSpec) -> Path:
+    """The task's game folder: `payload.game` as it is (official data), else generated from task_type, seed and
+    floorplan, made and verified by the planner on first use, then read from the cache."""
+    payload = task.payload
+    if "game" in payload:  # an official game folder, used as it is
+        return Path(payload["game"])
+    from gymbox.tasks.alfworld.generate import GenerationError, generated_game
+
+    task_type, seed, floorplan = payload.get("task_type"), payload.get("seed"), payload.get("floorplan")
+    if task_type not in TASK_TYPES or not isinstance(seed, int) or not (floorplan is None or
+                                                                         isinstance(floorplan, int)):
+        raise InvalidGameTask(f"task {task.id!r} needs payload task_type (one of {', '.join(TASK_TYPES)}), seed (an "
+                              "integer) and optionally floorplan (an integer), or game: FOLDER")
+    try:
+        return generated_game(task_type, seed, floorplan)
+    except GenerationError as exc:
+        raise InvalidGameTask(f"task {task.id!r}: {exc}") from exc
+
+
+def prepare(task: TaskSpec) -> dict[str, Any]:
+    """The task's game folder, generated if it is not cached, with the planner's winning plan when it has one."""
+    folder = task_game(task)
+    plan = folder / "expert_plan.json"
+    if not plan.is_file():
+        return {"game": str(folder)}
+    return {"game": str(folder), "plan": json.loads(plan.read_text())["commands"]}

@@ -1,4 +1,5 @@
-"""One episode's container, driven from outside through the Docker engine: commands, files, restarts."""
+"""`ContainerSandbox`: one episode's container, driven from outside through the Docker engine (this process never
+runs the agent's commands itself): commands, files in and out, ending what the agent left running."""
 
 from __future__ import annotations
 
@@ -7,107 +8,93 @@ import io
 import tarfile
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gymbox.environments.api.errors import TransportError
-from gymbox.environments.runtime.containers import confinement, labels
+from gymbox.environments.runtime.containers import ContainerLimits, labels
+from gymbox.environments.runtime.sandbox import MAX_OUTPUT, ExecResult, OutputCap, Sandbox, Wording
 
-AGENT = "1000:1000"
 # The wrapper every command runs in: a time limit for the command and everything it starts (`timeout` signals
-# its whole process group), output to a file so that background jobs cannot hold the engine's stream open, and
-# output beyond the cap cut in the middle, where it is least useful.
+# its whole process group), and output to a file so that background jobs cannot hold the engine's stream open.
+# It prints the output's size, then the output, or only its two ends when it is over the cap (cut where it is
+# least useful; `OutputCap` puts the marker between them).
 _WRAP = """\
 out=$(mktemp /tmp/.gymbox-out.XXXXXX) || exit 125
 timeout -s KILL {seconds} bash -c "$1" </dev/null >"$out" 2>&1
 code=$?
 size=$(stat -c %s "$out")
+echo "$size"
 if [ "$size" -gt {cap} ]; then
-  head -c {half} "$out"; printf '\\n[... %s bytes cut ...]\\n' $((size - {keep})); tail -c {half} "$out"
+  head -c {half} "$out"; tail -c {half} "$out"
 else
   cat "$out"
 fi
 rm -f "$out"
 exit $code
 """
+# The image holds the agent's files (a checkout), so the root file system stays writable; test suites get more
+# memory and processes than a server's container, and may run programs from /tmp.
+LIMITS = ContainerLimits(memory="2g", pids=512, tmp="256m", tmp_exec=True, workspace=None, read_only=False)
 
 
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Resources and privileges of an episode's container."""
+class ContainerSandbox(Sandbox):
+    """A running container of an image; removed by `close()` (and by the reaper if its owner dies)."""
 
-    cpus: float = 1.0
-    memory: str = "2g"
-    pids: int = 512
-    tmp: str = "256m"
-    ttl: float = 3 * 3600.0  # the reaper removes a container its owner forgot after this long
-
-    def run_options(self) -> dict[str, Any]:
-        return {**confinement(cpus=self.cpus, memory=self.memory, pids=self.pids),
-                "tmpfs": {"/tmp": f"size={self.tmp},mode=1777,exec"}}
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    output: str
-    seconds: float
-    timed_out: bool
-
-    def render(self) -> str:
-        """What the agent sees: the output, then how the command ended when that is not plain success."""
-        text = self.output if self.output.strip() else "(no output)"
-        if self.timed_out:
-            return f"{text}\n[killed: the command ran past its time limit of {self.seconds:.0f} s]"
-        return text if self.exit_code == 0 else f"{text}\n[exit code {self.exit_code}]"
-
-
-class Sandbox:
-    """A running container of a package image; removed by `remove()` (and by the reaper if its owner dies)."""
-
-    def __init__(self, client: Any, container_id: str, name: str) -> None:
+    def __init__(self, client: Any, container_id: str, name: str, *, user: str = ContainerLimits.user,
+                 wording: Wording | None = None) -> None:
         self.client, self.id, self.name = client, container_id, name
+        self.user, self.wording = user, wording or Wording()
 
     @classmethod
-    def start(cls, client: Any, image: str, *, env_id: str, limits: SandboxLimits | None = None) -> Sandbox:
+    def start(cls, client: Any, image: str, *, env_id: str, limits: ContainerLimits = LIMITS,
+              ttl: float = 3 * 3600.0, wording: Wording | None = None) -> ContainerSandbox:
+        """A container of `image` running its own command; `ttl`: the reaper removes it after this long even if
+        its owner forgot it."""
         import docker.errors
 
-        limits = limits or SandboxLimits()
-        name = f"gymbox-swe-{uuid.uuid4().hex[:10]}"
+        name = f"gymbox-{env_id.split('@')[0]}-{uuid.uuid4().hex[:10]}"
         try:
             # The container's own process runs as root (with no capabilities): the agent's user cannot signal
             # it, so `kill -9 -1` ends the agent's processes, not the container.
-            raw = client.containers.run(image, name=name, detach=True, labels=labels(env_id, limits.ttl),
-                                        user="0:0", **limits.run_options())
+            raw = client.containers.run(image, name=name, detach=True, labels=labels(env_id, ttl),
+                                        **limits.run_options(user="0:0"))
         except docker.errors.ImageNotFound:
-            raise TransportError(f"no image {image}; build it with `gymbox swe images`") from None
+            raise TransportError(f"no image {image}; build it first (`gymbox swe images` builds the swe "
+                                 "packages', `gymbox images build` the environments')") from None
         except docker.errors.DockerException as exc:
             raise TransportError(f"cannot start a container of {image}: {exc}") from exc
-        return cls(client, raw.id, name)
+        return cls(client, raw.id, name, user=limits.user, wording=wording)
 
-    def exec(self, command: str, *, timeout: float, user: str = AGENT, workdir: str = "/repo",
-             max_output: int = 16_384, env: dict[str, str] | None = None) -> ExecResult:
-        """Run a bash command line; it and whatever it started are killed after `timeout` seconds."""
-        half = max_output // 2
-        script = _WRAP.format(seconds=max(1, int(timeout)), cap=max_output, half=half, keep=2 * half)
+    def exec(self, command: str, *, timeout: float, workdir: str | Path | None = None,
+             env: dict[str, str] | None = None, max_output: int = MAX_OUTPUT) -> ExecResult:
+        """Run a bash command line as the agent's user, in `workdir` (by default the image's working folder)."""
+        cap = OutputCap(max_output)
+        script = _WRAP.format(seconds=max(1, int(timeout)), cap=2 * cap.half, half=cap.half)
         started = time.monotonic()
-        raw = self._api("exec_create", self.id, ["bash", "-c", script, "gymbox", command], user=user,
-                        workdir=workdir, environment=env)
-        output = self._api("exec_start", raw["Id"])
+        raw = self._api("exec_create", self.id, ["bash", "-c", script, "gymbox", command], user=self.user,
+                        workdir=None if workdir is None else str(workdir), environment=env)
+        printed = self._api("exec_start", raw["Id"])
         code = self._api("exec_inspect", raw["Id"])["ExitCode"]
         seconds = time.monotonic() - started
         if code is None:
             raise TransportError(f"a command in container {self.name} did not finish; the container may have died")
+        size, _, body = printed.partition(b"\n")
+        if size.isdigit():
+            cap.add(body)
+            cap.total = max(cap.total, int(size))  # what the wrapper cut from the middle counts as omitted
+        else:
+            cap.add(printed)  # the wrapper itself failed (no temporary file): what it said, as it is
+        output, omitted = cap.text(self.wording.cut)
         timed_out = code == 137 and seconds >= int(timeout) - 0.5
-        return ExecResult(code, output.decode("utf-8", errors="replace"), timeout if timed_out else seconds,
-                          timed_out)
+        return ExecResult(None if timed_out else code, output, seconds, timeout, omitted, self.wording)
 
-    def put_files(self, files: dict[str, bytes], *, uid: int = 1000, mode: int = 0o644) -> None:
-        """Write files (absolute paths) through the engine, owned by `uid`, in folders of theirs.
+    def put_files(self, files: dict[str, bytes], *, mode: int = 0o644) -> None:
+        """Write files through the engine, owned by the agent's user, in folders of theirs.
 
         Not under a tmpfs mount such as /tmp: the engine writes beneath the mount, where nothing sees the files.
         """
+        uid = int(self.user.split(":")[0])
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for folder in sorted({str(PurePosixPath(path).parent) for path in files} - {"/"}):
@@ -129,7 +116,6 @@ class Sandbox:
         return b"".join(stream)
 
     def read_file(self, path: str) -> bytes | None:
-        """A file's bytes, or None when there is no such file."""
         import docker.errors
 
         try:
@@ -141,12 +127,12 @@ class Sandbox:
             handle = tar.extractfile(member) if member is not None and member.isfile() else None
             return handle.read() if handle is not None else None
 
-    def end_agent_processes(self) -> None:
+    def end_processes(self) -> None:
         """Kill every process of the agent's user (the container's own process is root's and stays); twice, for
         children forked while the first signal went out. Falls back to a restart if the container stopped."""
         if self._api("inspect_container", self.id)["State"]["Running"]:
             raw = self._api("exec_create", self.id, ["bash", "-c", "kill -KILL -1; sleep 0.05; kill -KILL -1; true"],
-                            user=AGENT)
+                            user=self.user)
             self._api("exec_start", raw["Id"])
             if self._api("exec_inspect", raw["Id"])["ExitCode"] == 0:
                 return
@@ -157,10 +143,14 @@ class Sandbox:
         self._api("restart", self.id, timeout=0)
 
     def remove(self) -> None:
+        """Remove the container, with every process and file in it."""
         import docker.errors
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(self.id, force=True)
+
+    def close(self) -> None:
+        self.remove()
 
     def _api(self, method: str, *args: Any, **kwargs: Any) -> Any:
         import docker.errors

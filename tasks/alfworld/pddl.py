@@ -9,7 +9,7 @@ from pathlib import Path
 from alfworld.gen import constants
 from alfworld.gen.goal_library import gdict
 
-from gymbox.environments.alfworld.layouts import PICKUPABLE, Receptacle
+from gymbox.tasks.alfworld.layouts import PICKUPABLE, Receptacle
 
 DATA_DIR = Path(constants.__file__).parent.parent / "data"
 DOMAIN_PATH = DATA_DIR / "alfred.pddl"

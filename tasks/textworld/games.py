@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gymbox.environments.textgames.cache import GameCache, source_digest
+from gymbox.tasks.cache import GameCache, source_digest
 from gymbox.tasks.spec import derive_seed
 
 log = logging.getLogger(__name__)
