@@ -1,19 +1,24 @@
 """Token-accurate multi-turn chat formatting: token ids carried across turns, never re-tokenized.
 
 A conversation's token sequence is built by appending: the prompt (the chat template with a generation prompt),
-then for each turn the tokens the policy generated, exactly as generated, then the environment's answer, whose
-tokens are the template's rendering of the whole conversation minus the text already in the sequence. That
-subtraction is only sound when the template renders a conversation as an extension of its rendering of any
-prefix (the prefix property); `ChatFormatter` checks it on every turn and raises `TemplateNotIncremental`
-instead of silently re-tokenizing.
+then for each turn the tokens the policy generated, exactly as generated, then the environment's answer. The
+answer's tokens are the template's rendering of only the new messages, after a fixed prefix of probe messages
+(rendered with and without them, the difference), preceded by what the template puts after an assistant turn's end.
+Earlier turns are never rendered again, so templates that re-render them (Qwen3's drops the `<think>` blocks of
+earlier assistant turns, Llama 3's trims whitespace from every message) keep the tokens the policy generated.
+`ChatFormatter` checks a template once, when it is first used, and raises `TemplateNotIncremental`, naming the
+construct, for one whose rendering of a prefix changes when messages are added after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gymbox.environments.api.models import Message, ToolSpec
@@ -49,7 +54,88 @@ def _divergence(expected: str, rendered: str) -> str:
     at = next((i for i, (a, b) in enumerate(zip(expected, rendered, strict=False)) if a != b),
               min(len(expected), len(rendered)))
     return f"at character {at}: the sequence has {expected[at:at + 60]!r}, the template now renders " \
-           f"{rendered[at:at + 60]!r}"
+           f"{rendered[at:at + 60]!r}; {_construct(expected, rendered)}"
+
+
+_THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
+
+
+def _construct(expected: str, rendered: str) -> str:
+    """The template construct that most likely re-rendered `expected` as `rendered`, in words."""
+    without = _THINK.sub("", expected)
+    if without != expected and rendered.startswith(without):
+        return "the template drops the <think>...</think> blocks of earlier assistant turns (as Qwen3's does)"
+    squeeze = "".join(expected.split()), "".join(rendered.split())
+    if squeeze[1].startswith(squeeze[0]):
+        return "the template trims or changes white space in message content (a `| trim` filter, as Llama 3's has)"
+    return ("the template renders earlier messages differently once later ones follow (it counts the messages, or "
+            "tests `loop.last` or the next message's role)")
+
+
+# Probe conversations that new messages are rendered after, the first that works for a template: some templates
+# refuse a system message, others require roles to alternate.
+_PROBES: tuple[tuple[dict[str, str], ...], ...] = (
+    ({"role": "system", "content": "S"}, {"role": "user", "content": "U"}),
+    ({"role": "user", "content": "U"},),
+    ({"role": "system", "content": "S"}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}),
+    ({"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}),
+)
+_NEW = ([{"role": "user", "content": "N"}], [{"role": "tool", "content": "T", "tool_call_id": "call_0"}],
+        [{"role": "tool", "content": "T", "tool_call_id": "call_0"},
+         {"role": "tool", "content": "R", "tool_call_id": "call_1"}])
+_REPLY = "<gymbox:reply>"  # an assistant message's content, to find where the template closes an assistant turn
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a template is extended: the probe prefix new messages follow, and the text that closes an assistant
+    turn (its end-of-turn marker, then the glue before the next message)."""
+
+    probe: tuple[dict[str, str], ...]
+    close: str
+    glue: str
+
+
+def _render(tokenizer: Any, template: str, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool,
+            tools: list[dict[str, Any]] | None = None) -> str:
+    return tokenizer.apply_chat_template(list(messages), tools=tools, chat_template=template,
+                                         add_generation_prompt=add_generation_prompt, tokenize=False)
+
+
+def _probe_layout(tokenizer: Any, template: str, end_of_turn: tuple[str, ...],
+                  probe: tuple[dict[str, str], ...]) -> _Layout:
+    base = _render(tokenizer, template, probe, add_generation_prompt=False)
+    for new in _NEW:
+        rendered = _render(tokenizer, template, [*probe, *new], add_generation_prompt=True)
+        if not rendered.startswith(base):
+            roles = " and ".join(m["role"] for m in new)
+            raise TemplateNotIncremental(f"a {roles} message changes the rendering of the messages before it "
+                                         f"({_divergence(base, rendered)})")
+    closed = _render(tokenizer, template, [*probe, {"role": "assistant", "content": _REPLY}],
+                     add_generation_prompt=False)
+    if not closed.startswith(base) or _REPLY not in closed[len(base):]:
+        raise TemplateNotIncremental("an assistant message changes the rendering of the messages before it, or "
+                                     f"its content is not rendered as it is ({_divergence(base, closed)})")
+    after = closed[len(base):].split(_REPLY, 1)[1]
+    ends = sorted((after.find(end) + len(end), end) for end in end_of_turn if end in after)
+    cut = ends[0][0] if ends else len(after)
+    return _Layout(probe, close=after[:cut], glue=after[cut:])
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(tokenizer: Any, template: str, end_of_turn: tuple[str, ...]) -> _Layout:
+    """How `template` is extended, found once per tokenizer and template: the first probe prefix that works."""
+    constructs: list[str] = []
+    refusals: list[str] = []
+    for probe in _PROBES:
+        try:
+            return _probe_layout(tokenizer, template, end_of_turn, probe)
+        except TemplateNotIncremental as err:
+            constructs.append(str(err))
+        except Exception as err:  # the template refused the probe (raise_exception, a Jinja error)
+            refusals.append(f"it refuses {', '.join(m['role'] for m in probe)} messages: {err}")
+    # The template's own construct, on the first probe it took, says more than a refused probe.
+    raise TemplateNotIncremental((constructs or refusals)[0])
 
 
 class ChatFormatter:
@@ -67,9 +153,17 @@ class ChatFormatter:
             raise ValueError(f"tokenizer {self.template_name} has no chat template; pass chat_template=")
         # Text that ends an assistant turn when generated; it is kept in the tokens but not in the message content.
         self.end_of_turn = [t for t in (end_of_turn or [tokenizer.eos_token]) if t]
+        try:
+            self.layout = _layout(tokenizer, self.chat_template, tuple(self.end_of_turn))
+        except TemplateNotIncremental as err:
+            raise TemplateNotIncremental(
+                f"the chat template of {self.template_name} cannot be extended turn by turn: {err}; appended tokens "
+                "would not match what the template produces, so it cannot be used for token-accurate multi-turn "
+                "rollouts (pass chat_template= with a fixed template)") from None
         self.messages: list[dict[str, Any]] = []
         self.tools: list[dict[str, Any]] | None = None
-        self.text = ""  # the text of every token in the sequence so far, as the template renders it
+        self.text = ""  # the text of every token in the sequence so far
+        self._probe_text = ""  # the layout's probe prefix as rendered with this conversation's tools
 
     @property
     def template_name(self) -> str:
@@ -92,6 +186,7 @@ class ChatFormatter:
         self.tools = tool_dicts(tools)
         self.messages = [message_dict(m) for m in messages]
         self.text = self.render(self.messages, add_generation_prompt=True)
+        self._probe_text = self.render(self.layout.probe, add_generation_prompt=False)
         return self.encode(self.text)
 
     def generated(self, token_ids: Sequence[int]) -> str:
@@ -111,41 +206,44 @@ class ChatFormatter:
     def observation(self, messages: Sequence[Message | dict[str, Any]]) -> list[int]:
         """Token ids to append after the generated turn for `messages`, ending with the next generation prompt.
 
-        They include whatever the template puts after the generated text to close the assistant turn (its
-        end-of-turn token when generation stopped at a stop string, the newline after it).
+        They start with whatever the template puts after the generated text to close the assistant turn (its
+        end-of-turn marker when generation stopped at a stop string, the glue after it); the messages themselves
+        are rendered after the layout's probe prefix, never after the conversation, whose text is never rendered
+        again.
         """
         if not self.messages or self.messages[-1]["role"] != "assistant":
             raise RuntimeError("observation() follows generated(): record the policy's tokens first")
-        conversation = self.messages + [message_dict(m) for m in messages]
-        rendered = self.render(conversation, add_generation_prompt=True)
-        if not rendered.startswith(self.text):
+        new = [message_dict(m) for m in messages]
+        rendered = self.render([*self.layout.probe, *new], add_generation_prompt=True)
+        if not rendered.startswith(self._probe_text):
             raise TemplateNotIncremental(
-                f"the chat template of {self.template_name} does not render the conversation as an extension of "
-                f"its earlier turns ({_divergence(self.text, rendered)}); appending tokens would not match what "
-                "the template produces, so this template cannot be used for token-accurate multi-turn rollouts")
-        suffix = rendered[len(self.text):]
-        self.messages, self.text = conversation, rendered
+                f"the chat template of {self.template_name} renders earlier messages differently once these "
+                f"{len(new)} follow ({_divergence(self._probe_text, rendered)})")
+        suffix = ("" if self._turn_ended() else self.layout.close) + self.layout.glue + rendered[len(self._probe_text):]
+        self.messages, self.text = self.messages + new, self.text + suffix
         return self.encode(suffix)
 
     def close(self) -> list[int]:
-        """Token ids that end the last assistant turn when generation stopped before its end-of-turn token.
+        """Token ids that end the last assistant turn when generation stopped before its end-of-turn marker.
 
-        Empty when the policy generated the end-of-turn token itself; for a final turn, with no observation.
+        Empty when the policy generated the marker itself; for a final turn, with no observation. Only the marker:
+        what follows it belongs to the next turn, which does not come.
         """
         if not self.messages or self.messages[-1]["role"] != "assistant":
             raise RuntimeError("close() follows generated()")
-        if any(self.text.endswith(end) for end in self.end_of_turn):
+        if self._turn_ended():
             return []
-        rendered = self.render(self.messages, add_generation_prompt=False)
-        if not rendered.startswith(self.text):
-            raise TemplateNotIncremental(f"the chat template of {self.template_name} re-renders the conversation "
-                                         f"({_divergence(self.text, rendered)})")
-        # Only the end-of-turn marker: what follows it belongs to the next turn, which does not come.
-        rest = rendered[len(self.text):]
-        ends = [rest.find(end) + len(end) for end in self.end_of_turn if end in rest]
-        suffix = rest[: min(ends)] if ends else rest
-        self.text += suffix
-        return self.encode(suffix)
+        self.text += self.layout.close
+        return self.encode(self.layout.close)
+
+    def _turn_ended(self) -> bool:
+        return any(self.text.endswith(end) for end in self.end_of_turn)
+
+
+def check_template(tokenizer: Any) -> None:
+    """Refuse, with `TemplateNotIncremental` naming the construct, a tokenizer whose chat template cannot be
+    extended turn by turn: once, where a run starts, rather than in every episode."""
+    ChatFormatter(tokenizer)
 
 
 class ChatSequence:

@@ -67,15 +67,22 @@ def _from_list(replies: list[str]) -> Script:
 
 
 class ReplayPolicy(Policy):
-    """Gives back a recorded episode's generations turn by turn: text, token ids and logprobs as recorded."""
+    """Gives back a recorded episode's generations turn by turn: text, token ids and logprobs as recorded.
 
-    def __init__(self, turns: Sequence[Completion], *, name: str = "replay", tokenizer: Any = None) -> None:
+    A turn the recording cut at a token limit (generated to the limit, never executed) comes back with finish
+    reason `length`, so that the episode loop stops there again rather than executing it.
+    """
+
+    def __init__(self, turns: Sequence[Completion], *, name: str = "replay", tokenizer: Any = None,
+                 max_model_len: int | None = None) -> None:
         self.turns = list(turns)
         self.name = name
         self.tokenizer = tokenizer
+        self.max_model_len = max_model_len
 
     @classmethod
-    def from_trajectory(cls, trajectory: Any, *, tokenizer: Any = None) -> ReplayPolicy:
+    def from_trajectory(cls, trajectory: Any, *, tokenizer: Any = None,
+                        max_model_len: int | None = None) -> ReplayPolicy:
         """The generations of a `Trajectory`, only the generated tokens of each turn (loss mask 1)."""
         turns = []
         for turn in trajectory.turns:
@@ -83,7 +90,9 @@ class ReplayPolicy(Policy):
             logprobs = [lp for lp, m in zip(turn.logprobs, turn.loss_mask, strict=True) if m]
             turns.append(Completion(text=turn.text, token_ids=ids,
                                     logprobs=None if any(lp is None for lp in logprobs) else logprobs))
-        return cls(turns, name=f"replay:{trajectory.id}", tokenizer=tokenizer)
+        if cut_by_tokens(trajectory):
+            turns[-1].finish_reason = "length"
+        return cls(turns, name=f"replay:{trajectory.id}", tokenizer=tokenizer, max_model_len=max_model_len)
 
     async def generate(self, prompt: Prompt, sampling: Sampling) -> Completion:
         turn = assistant_turns(prompt.messages)
@@ -93,3 +102,13 @@ class ReplayPolicy(Policy):
         recorded = self.turns[turn]
         return Completion(text=recorded.text, token_ids=list(recorded.token_ids), logprobs=recorded.logprobs,
                           finish_reason=recorded.finish_reason, prompt_tokens=len(prompt.token_ids or []))
+
+
+TOKEN_LIMITS = ("context", "max_tokens")  # the harness limits that cut a generation before it is executed
+
+
+def cut_by_tokens(trajectory: Any) -> bool:
+    """Whether a trajectory's last turn was generated up to a token limit and never executed (no answer)."""
+    turns = trajectory.turns
+    return bool(trajectory.truncated and trajectory.truncated_by in TOKEN_LIMITS and turns
+                and not turns[-1].observation and not turns[-1].terminated and not turns[-1].truncated)

@@ -64,7 +64,16 @@ class PolicySpec(BaseModel):
         return self.model or "default"
 
     def build(self) -> Policy:
-        """The policy itself, built in the calling process (an engine starts here for vLLM)."""
+        """The policy itself, built in the calling process (an engine starts here for vLLM); a token policy whose
+        chat template cannot be extended turn by turn is refused here, before any episode."""
+        policy = self._build()
+        if policy.tokenizer is not None:
+            from gymbox.agent.chat import check_template
+
+            check_template(policy.tokenizer)
+        return policy
+
+    def _build(self) -> Policy:
         if self.kind == "vllm":
             from gymbox.agent.vllm_policy import VLLMPolicy  # imports vLLM: only where an engine runs
 

@@ -3,7 +3,8 @@
 The engine lives on its own event loop in a background thread, so the policy can be built where no loop runs
 (a Ray actor's `__init__`) and `generate` awaited from any event loop or thread: each call is handed to the
 engine's loop and its result handed back. Cancelling the caller's task cancels the request there, and vLLM
-aborts it in the engine.
+aborts it in the engine. The engine's processes end with the process that started it, however it ends
+(`engine_guard`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from gymbox.agent import engine_guard
 from gymbox.agent.models import default_model_path, hf_overrides, resolve_model
 from gymbox.agent.policy import Completion, FinishReason, Policy, PolicyError, Prompt, Sampling
 
@@ -78,6 +81,7 @@ class VLLMPolicy(Policy):
                                     dtype=dtype, seed=seed, enforce_eager=enforce_eager, **engine_kwargs)
 
         started = time.perf_counter()
+        children = _children()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
         self._thread.start()
@@ -92,8 +96,11 @@ class VLLMPolicy(Policy):
         config = self._engine.vllm_config
         self.dtype = str(config.model_config.dtype).removeprefix("torch.")
         self.kv_cache_bytes = config.cache_config.kv_cache_memory_bytes
+        # multiprocessing's resource tracker, started with a first engine, is the process's, not the engine's.
+        engine = [p for pid, p in _children().items() if pid not in children and not _is_resource_tracker(p)]
+        guard = engine_guard.watch(engine)  # for an end that runs no finalizer: SIGTERM, SIGKILL
         # Shuts the engine down at interpreter exit if close() was never called; holds no reference to self.
-        self._finalizer = weakref.finalize(self, _shutdown, self._engine, self._loop, self._thread)
+        self._finalizer = weakref.finalize(self, _shutdown, self._engine, self._loop, self._thread, guard)
         log.info("vLLM engine for %s ready in %.1f s", self.name, self.start_seconds)
 
     @classmethod
@@ -205,7 +212,22 @@ async def _create_engine(args: Any) -> Any:
     return AsyncLLM.from_engine_args(args)
 
 
-def _shutdown(engine: Any, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+def _children() -> dict[int, Any]:
+    """This process's descendants, by pid."""
+    import psutil
+
+    return {p.pid: p for p in psutil.Process().children(recursive=True)}
+
+
+def _is_resource_tracker(process: Any) -> bool:
+    try:
+        return "resource_tracker" in " ".join(process.cmdline())
+    except Exception:  # gone already, or not ours to read
+        return False
+
+
+def _shutdown(engine: Any, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
+              guard: subprocess.Popen[bytes] | None = None) -> None:
     async def stop() -> None:
         engine.shutdown(timeout=SHUTDOWN_TIMEOUT)
         # Requests still in flight end now (their callers get PolicyError) instead of waiting on a stopped loop.
@@ -223,6 +245,8 @@ def _shutdown(engine: Any, loop: asyncio.AbstractEventLoop, thread: threading.Th
         with contextlib.suppress(Exception):
             engine.shutdown(timeout=SHUTDOWN_TIMEOUT)
     _stop_loop(loop, thread)
+    if guard is not None:
+        engine_guard.stop(guard)
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gymbox.environments.api.kinds import ERROR_KINDS, Kind, is_infra, kind_of
 from gymbox.environments.api.models import Action, Message, ToolSpec
 from gymbox.tasks.spec import TaskSpec
 
@@ -55,12 +56,25 @@ class Turn(Record):
 
 
 class EpisodeError(Record):
-    """Why an episode failed; `infra` errors mask the rollout from learning (never scored as 0)."""
+    """Why an episode failed. Its kind, from the table of codes (`kinds.ERROR_KINDS`), says how the rollout is
+    treated: the agent's doing is scored; infrastructure is retried, then masked; a wrong request is masked."""
 
     code: str
     message: str
-    infra: bool
+    infra: bool = Field(default=True, description="an infrastructure error: retried, then masked; for a code in "
+                        "the table, the table says (an older record's flag is read as the table says now)")
     attempts: int = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infra_from_table(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("code") in ERROR_KINDS:
+            return {**data, "infra": is_infra(data["code"])}
+        return data
+
+    @property
+    def kind(self) -> Kind:
+        return kind_of(self.code, self.infra)
 
 
 class Provenance(Record):
@@ -102,7 +116,11 @@ class Trajectory(Record):
     attempts: int = Field(default=1, ge=1, description="tries it took: more than 1 after infrastructure errors")
     failed_attempts: list[EpisodeError] = Field(default_factory=list, description="why earlier tries failed")
     started_at: float | None = Field(default=None, description="wall-clock start, seconds since the epoch")
-    seconds: float = 0.0
+    seconds: float = Field(default=0.0, description="wall time of the episode")
+    env_seconds: float = Field(default=0.0, description="time in the environment (reset, steps, grading): what "
+                               "the episode's time limit counts")
+    policy_seconds: float = Field(default=0.0, description="time waiting for the policy's replies, queueing "
+                                  "behind other episodes included; no limit counts it")
 
     @model_validator(mode="after")
     def _ordered(self) -> Trajectory:
@@ -113,8 +131,8 @@ class Trajectory(Record):
 
     @property
     def masked(self) -> bool:
-        """Excluded from group statistics and from the loss."""
-        return self.error is not None and self.error.infra
+        """Excluded from group statistics and from the loss: its error was not the agent's doing."""
+        return self.error is not None and self.error.kind.masked
 
     @property
     def token_ids(self) -> list[int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gymbox.agent.parsers import PARSERS
@@ -60,20 +61,66 @@ def _load(path: Path, ids: list[str] | None) -> list[Any]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gymbox.harness.replay import replay
+    from gymbox.harness.replay import REFUSED, replay
 
     trajectories = _load(args.path, args.id)[: args.limit]
-    results = asyncio.run(replay(trajectories, runtime=args.runtime))
-    table = Table(title=f"replay of {len(results)} trajectories from {args.path}")
-    for column in ("trajectory", "steps", "result"):
+    tokenizer = _replay_tokenizer(args.tokenizer, trajectories)
+    results = asyncio.run(replay(trajectories, runtime=args.runtime, tokenizer=tokenizer, twice=args.twice,
+                                 any_image=args.any_image))
+    _print_replay(results, f"replay of {len(results)} trajectories from {args.path}")
+    if any(r.status == REFUSED for r in results):
+        return 2
+    return 0 if all(r.ok and r.deterministic is not False for r in results) else 1
+
+
+def _replay_tokenizer(name: str | None, trajectories: list[Any]) -> Any:
+    """The tokenizer that checks token ids: the one named, else the recorded policy's when it is a local model."""
+    from gymbox.agent.models import resolve_model
+    from gymbox.agent.spec import load_tokenizer
+
+    if name:
+        return load_tokenizer(name)
+    policies = {t.provenance.policy for t in trajectories if t.prompt_ids}
+    local = [p for p in policies if Path(resolve_model(p)).is_dir()]
+    if len(local) == 1 and len(policies) == 1:
+        return load_tokenizer(local[0])
+    if policies:
+        console.print(f"[yellow]token ids are not checked[/yellow]: pass --tokenizer (the policy's; recorded "
+                      f"policies: {', '.join(sorted(policies))})")
+    return None
+
+
+def _print_replay(results: list[Any], title: str) -> None:
+    from gymbox.harness.replay_compare import summarize
+
+    twice = any(r.deterministic is not None for r in results)
+    table = Table(title=title)
+    for column in ("trajectory", "steps", "result", *(["deterministic"] if twice else [])):
         table.add_column(column, overflow="fold")
-    for result in results:
-        table.add_row(result.id, str(result.steps),
-                      "[green]identical[/green]" if result.ok else f"[red]diverged[/red] {result.divergence}")
+    colors = {"identical": "green", "masked": "yellow"}
+    for r in results:
+        shown = f"[{colors.get(r.status, 'red')}]{r.status}[/]"
+        if r.divergences:
+            shown += f" ({len(r.divergences)})"
+        shown += "".join(f"\n{escape(str(line))}" for line in [*r.divergences, *r.notes])
+        differ = "; ".join(escape(str(d)) for d in r.nondeterminism[:3])
+        same = {None: "-", True: "[green]yes[/]", False: f"[red]no[/] {differ}"}
+        table.add_row(escape(r.id), str(r.steps), shown, *([same[r.deterministic]] if twice else []))
     console.print(table)
-    diverged = sum(not r.ok for r in results)
-    console.print(f"{len(results) - diverged} identical, {diverged} diverged")
-    return 1 if diverged else 0
+    rows = summarize((r.id, r.divergences) for r in results)
+    if rows:
+        summary = Table(title="divergences by field")
+        for column in ("field", "trajectories", "times", "first at", "example"):
+            summary.add_column(column, overflow="fold")
+        for row in rows:
+            summary.add_row(row.field, str(row.trajectories), str(row.occurrences), row.first_seen, escape(row.example))
+        console.print(summary)
+    counts = {status: sum(r.status == status for r in results)
+              for status in ("identical", "diverged", "masked", "failed", "refused")}
+    line = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("identical", "diverged"))
+    if twice:
+        line += f"; {sum(r.deterministic is False for r in results)} replayed differently twice"
+    console.print(line)
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
@@ -123,11 +170,18 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
     p.set_defaults(handler=cmd_eval)
-    p = sub.add_parser("replay", help="re-execute recorded actions against a fresh environment; report divergences")
+    p = sub.add_parser("replay", help="play recorded trajectories again through the episode loop; report every "
+                                      "divergence")
     p.add_argument("path", type=Path, help="a trajectory store folder or JSONL file")
     p.add_argument("--id", action="append", help="only this trajectory (repeatable)")
     p.add_argument("--limit", type=int, help="at most N trajectories")
     p.add_argument("--runtime", choices=["local", "process", "docker"], help="default: the recorded runtime")
+    p.add_argument("--tokenizer", help="the policy's tokenizer (folder or name), to check token ids; default: the "
+                                       "recorded policy's when it is a local model")
+    p.add_argument("--twice", action="store_true", help="replay each trajectory twice: is the environment "
+                                                        "deterministic (same answers to the same actions)?")
+    p.add_argument("--any-image", action="store_true", help="when the recorded container image is gone, replay on "
+                                                            "the current one (a warning) instead of refusing")
     p.set_defaults(handler=cmd_replay)
     p = sub.add_parser("rescore", help="recompute trajectories' rewards offline from their recorded signals")
     p.add_argument("path", type=Path, help="a trajectory store folder or JSONL file")

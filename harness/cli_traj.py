@@ -74,7 +74,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         count += 1
         masked += t.masked
         if args.limit is None or i < args.limit:
-            error = Text(f"{t.error.code}{' (infra, masked)' if t.masked else ''}", "red") if t.error else ""
+            error = Text(f"{t.error.code}{f' ({t.error.kind}, masked)' if t.masked else ''}", "red") if t.error else ""
             table.add_row(str(i), t.id, t.task.id, f"{t.group} / {t.sample}", str(len(t.turns)),
                           str(len(t.prompt_ids) + sum(len(turn.token_ids) for turn in t.turns)),
                           _number(t.reward), error)
@@ -118,7 +118,7 @@ def render(t: Trajectory, *, tokens: bool = False) -> RenderableType:
     head.add_row("ended", Text(_ending(t.terminated, t.truncated, t.truncated_by)))
     if t.error:
         head.add_row("error", Text(f"{t.error.code}: {t.error.message}"
-                                   f" ({'infra, masked from learning' if t.masked else 'not infra'}"
+                                   f" ({t.error.kind}: {'masked from learning' if t.masked else 'scored'}"
                                    f", {t.error.attempts} attempts)", "red"))
     for number, failure in enumerate(t.failed_attempts, start=1):
         head.add_row(f"attempt {number}", Text(f"failed: {failure.code}: {failure.message}", "yellow"))

@@ -3,16 +3,17 @@
 Training, evaluation and replay all run this code. A token policy gets the conversation as token ids built by
 `ChatSequence` (never re-tokenized); a chat-level policy gets the messages. A reply that cannot be parsed is not
 sent to the environment: the agent gets a reminder of the expected format and the turn records `format_error`.
-Limits on turns, tokens and wall time end the episode as `truncated`; infrastructure errors end it with an
-`infra` error for the caller to retry or mask.
+Limits on turns, tokens and the environment's time end the episode as `truncated`, and the environment then grades
+it, as the server's own limits do; time spent waiting for the policy (queueing behind other episodes) is recorded,
+never limited. Infrastructure errors end the episode ungraded, with an `infra` error for the caller to retry or mask.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,8 @@ from gymbox.environments.api.models import Message, Observation, StepResult, Too
 from gymbox.environments.records import EpisodeError, Provenance, Trajectory, Turn
 from gymbox.tasks.spec import TaskSpec, derive_seed
 
+T = TypeVar("T")
+
 
 class EpisodeConfig(BaseModel):
     """How episodes are played: the tool-call format, sampling, and the harness's own limits."""
@@ -34,9 +37,11 @@ class EpisodeConfig(BaseModel):
     parser: str = Field(default="hermes", description="tool-call format: hermes, json, toolrl or react")
     instructions: bool = Field(default=True, description="tell the policy the format in a system message")
     sampling: Sampling = Field(default_factory=Sampling)
-    max_turns: int | None = Field(default=None, gt=0, description="policy turns; default: the task's max_turns")
+    max_turns: int | None = Field(default=None, gt=0, description="policy turns, at most the task's max_turns "
+                                  "(the server's limit); default: the task's")
     max_tokens: int | None = Field(default=None, gt=0, description="tokens in the whole sequence (token policies)")
-    episode_seconds: float | None = Field(default=None, gt=0, description="default: the task's max_seconds")
+    episode_seconds: float | None = Field(default=None, gt=0, description="seconds in the environment (reset and "
+                                          "steps; not time waiting for the policy); default: the task's max_seconds")
     retries: int = Field(default=2, ge=0, description="new attempts after an infrastructure error")
     reward: str | None = Field(default=None, description="reward specification file (YAML); default: the outcome")
 
@@ -98,7 +103,7 @@ def turn_seed(seed: int, sample: int, turn: int) -> int:
 
 
 class _Stop(Exception):
-    """Ends the episode early as truncated by a harness limit."""
+    """Ends the episode early as truncated by a harness limit; the environment then grades it."""
 
     def __init__(self, by: str) -> None:
         self.by = by
@@ -115,35 +120,59 @@ class Episode:
                                      seed=seed, provenance=provenance, started_at=time.time())
         self.messages: list[Message] = []  # the conversation as the policy sees it
         self.sequence: ChatSequence | None = None
-        self.max_turns = config.max_turns or task.limits.max_turns
+        # Every turn counts, parse errors included, on both sides (the server is told each step's turn), so that
+        # the two limits agree: a limit of the harness's own past the server's would never bind.
+        self.max_turns = min(config.max_turns or task.limits.max_turns, task.limits.max_turns)
+        # Environment time only: a busy policy engine must not cut off agents that did nothing wrong.
         self.seconds = config.episode_seconds or task.limits.max_seconds
 
     async def run(self) -> Trajectory:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.seconds):
-                await self._play()
-        except TimeoutError:
-            self._truncate("max_seconds")
-        except _Stop as stop:
-            self._truncate(stop.by)
-        except ContextExceeded:
-            self._truncate("context")
+            await self._play_and_grade()
         except EnvError as err:
             self.trajectory.error = EpisodeError(code=err.code, message=str(err), infra=err.infra)
         except PolicyError as err:
-            self.trajectory.error = EpisodeError(code="policy_error", message=str(err), infra=True)
+            self.trajectory.error = EpisodeError(code="policy_error", message=str(err))
         except TemplateNotIncremental as err:
-            self.trajectory.error = EpisodeError(code="template_not_incremental", message=str(err), infra=False)
+            self.trajectory.error = EpisodeError(code="template_not_incremental", message=str(err))
         self.trajectory.seconds = time.perf_counter() - started
         return self.trajectory
 
-    def _truncate(self, by: str) -> None:
-        if not self.trajectory.terminated and not self.trajectory.truncated:
-            self.trajectory.truncated, self.trajectory.truncated_by = True, by
+    async def _play_and_grade(self) -> None:
+        """Play; an episode that a harness limit cut off is then graded, as one a server limit cut off.
+
+        An episode the agent or the environment ended was graded then; one an infrastructure error ended is not
+        graded (its error propagates)."""
+        try:
+            await self._play()
+            return
+        except _Stop as stop:
+            by = stop.by
+        except ContextExceeded:
+            by = "context"
+        if self.trajectory.terminated or self.trajectory.truncated:
+            return
+        self.trajectory.truncated, self.trajectory.truncated_by = True, by
+        graded = await self._in_env(self.client.grade())
+        self.trajectory.signals.update(graded.signals)
+        if self.trajectory.turns:  # where the server's own limit puts them: on the step that ended the episode
+            self.trajectory.turns[-1].signals.update(graded.signals)
+
+    async def _in_env(self, call: Awaitable[T]) -> T:
+        """Await an environment call, counting its time as the environment's."""
+        began = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self.trajectory.env_seconds += time.perf_counter() - began
+
+    def _check_time(self) -> None:
+        if self.trajectory.env_seconds >= self.seconds:
+            raise _Stop("max_seconds")
 
     async def _play(self) -> None:
-        observation = await self.client.reset(self.task, self.seed)
+        observation = await self._in_env(self.client.reset(self.task, self.seed))
         tools = list(observation.tools or [])
         parser = build_parser(self.config, tools)
         instructions = parser.instructions(tools) if self.config.instructions else None
@@ -153,13 +182,16 @@ class Episode:
         if self.policy.tokenizer is not None:
             self.sequence = ChatSequence(ChatFormatter(self.policy.tokenizer))
             self.trajectory.prompt_ids = self.sequence.start(self.messages, tools)
+        self._check_time()
         for index in range(self.max_turns):
             sampling = self._sampling(index)
             policy_started = time.perf_counter()
             completion = await self.policy.generate(
                 Prompt(token_ids=self.sequence.token_ids if self.sequence else None, messages=list(self.messages),
                        tools=tools), sampling)
-            turn = self._record_generation(index, completion, parser, time.perf_counter() - policy_started)
+            waited = time.perf_counter() - policy_started
+            self.trajectory.policy_seconds += waited
+            turn = self._record_generation(index, completion, parser, waited)
             room, by = self._room()
             if completion.finish_reason == "length" and room <= 0:
                 raise _Stop(by)  # a reply cut by the context is never executed
@@ -168,12 +200,13 @@ class Episode:
                 result = StepResult(observation=reply, signals={"format_error": 1.0, "valid_action": 0.0})
             else:
                 env_started = time.perf_counter()
-                result = await self.client.step(turn.action)
+                result = await self._in_env(self.client.step(turn.action, turn=index))
                 turn.env_seconds = time.perf_counter() - env_started
             if not self._record_result(turn, result):
                 raise _Stop(self._room()[1])
             if result.done:
                 return
+            self._check_time()
         raise _Stop("max_turns")
 
     def _room(self) -> tuple[int, str]:

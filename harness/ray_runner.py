@@ -4,7 +4,9 @@ Placement: the policy actor asks for a GPU when the cluster has one (else a CPU)
 lands on a GPU node; environment workers are pinned round-robin to nodes without GPUs when there are any, so
 environments never take a GPU node's CPUs from the engine. A worker that dies mid-episode (killed, out of
 memory, its node lost) is replaced and its episodes are retried; past the retry budget they are recorded as
-infrastructure failures and the run goes on.
+infrastructure failures and the run goes on. Any other exception a worker raises is recorded on its rollout the
+same way, never raised through the run. A policy actor that dies is restarted, serving the weights version it
+served (see `load_weights`), at most `policy_restarts` times; after that the run stops with an error that says so.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gymbox.agent.spec import PolicySpec
+from gymbox.environments.api.errors import EnvError
 from gymbox.environments.records import EpisodeError, Trajectory
 from gymbox.harness.episode import EpisodeConfig, make_provenance
-from gymbox.harness.rollout import failed, rollout
+from gymbox.harness.rollout import failed, rollout, unexpected
 from gymbox.harness.workers import EnvWorker, PolicyServer
 from gymbox.tasks.spec import TaskSpec
 
@@ -86,12 +89,16 @@ class _Pool:
     cycle: itertools.count = field(default_factory=itertools.count)
 
 
+class PolicyDied(RuntimeError):
+    """The policy actor died more often than the run allows, or could not be brought back: the run stops."""
+
+
 class RayRollouts:
     """Runs task groups on Ray: `async with RayRollouts(spec, config) as rollouts: await rollouts.run(tasks, G)`."""
 
     def __init__(self, policy: PolicySpec, config: EpisodeConfig, *, runtime: str = "local",
                  runtime_options: dict[str, Any] | None = None, workers_per_env: int = 2, concurrency: int = 32,
-                 placement: Placement | None = None, address: str | None = None) -> None:
+                 placement: Placement | None = None, address: str | None = None, policy_restarts: int = 3) -> None:
         self.spec, self.config = policy, config
         self.runtime, self.runtime_options = runtime, dict(runtime_options or {})
         self.workers_per_env, self.concurrency = workers_per_env, concurrency
@@ -101,6 +108,9 @@ class RayRollouts:
         self.policy_info: dict[str, Any] = {}
         self.pools: dict[str, _Pool] = {}
         self.replaced = 0
+        self.max_policy_restarts, self.policy_restarts = policy_restarts, 0
+        self._weights: tuple[str, str] | None = None  # what the policy serves: loaded again into a restarted one
+        self._policy_lock = asyncio.Lock()
 
     async def __aenter__(self) -> RayRollouts:
         await self.start()
@@ -111,9 +121,12 @@ class RayRollouts:
 
     async def start(self) -> None:
         """Start Ray if needed and the policy actor (its engine loads here)."""
+        ensure_ray(self.address)
+        await self._start_policy()
+
+    async def _start_policy(self) -> None:
         import ray
 
-        ensure_ray(self.address)
         if self.policy is None:
             # vLLM logs every engine detail, forwarded to the driver's terminal: keep its errors only (set
             # VLLM_LOGGING_LEVEL to see more), and none of torch's deprecation notices.
@@ -145,27 +158,78 @@ class RayRollouts:
                 self.replaced += 1
                 log.warning("an environment worker of %s died; started a replacement", pool.env)
 
+    async def _revive_policy(self, seen: Any) -> None:
+        """Restart the policy actor if `seen`, the one a failed generation went to, is dead; then hand the new
+        one to every worker. Episodes that saw the same death wait here and find it already replaced."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        async with self._policy_lock:
+            if seen is None or self.policy is not seen:
+                return
+            try:
+                await seen.info.remote()
+                return  # alive: the generation failed for its own reasons, which the episode records
+            except RayActorError as err:
+                died = err
+            if self.policy_restarts >= self.max_policy_restarts:
+                raise PolicyDied(f"the policy actor died {self.policy_restarts + 1} times, more than policy_restarts="
+                                 f"{self.max_policy_restarts} allows; stopping the run (see `ray logs` for why it "
+                                 f"died: {type(died).__name__})") from died
+            self.policy_restarts += 1
+            version = self._weights[1] if self._weights else self.policy_info.get("weights_version", "0")
+            log.warning("the policy actor died (%s); starting a new one serving weights version %s (restart %d of "
+                        "at most %d)", type(died).__name__, version, self.policy_restarts, self.max_policy_restarts)
+            ray.kill(seen)
+            self.policy = None
+            try:
+                await self._start_policy()
+                if self._weights is not None:
+                    await self.policy.load_weights.remote(*self._weights)
+            except Exception as err:
+                raise PolicyDied(f"the policy actor died and its replacement could not serve weights version "
+                                 f"{version} ({type(err).__name__}: {err}); stopping the run") from err
+            self.policy_info["weights_version"] = version
+            for pool in self.pools.values():  # a dead worker is replaced later, with the new policy
+                await asyncio.gather(*(w.set_policy.remote(self.policy, self.policy_info) for w in pool.workers),
+                                     return_exceptions=True)
+
+    def _failed(self, task: TaskSpec, sample: int, base_seed: int, config: EpisodeConfig,
+                error: EpisodeError) -> Trajectory:
+        provenance = make_provenance(task.env, self.runtime, config=config,
+                                     policy=self.policy_info.get("name", self.spec.label),
+                                     weights_version=self.policy_info.get("weights_version", "0"))
+        return failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
+
     async def _episode(self, task: TaskSpec, sample: int, base_seed: int, config: EpisodeConfig,
                        step: int | None) -> Trajectory:
-        """One scored rollout: each try runs on a worker of the task's environment; a dead worker is replaced
-        and its try recorded as an infrastructure failure, which `rollout` retries like any other."""
-        from ray.exceptions import RayActorError
+        """One scored rollout: each try runs on a worker of the task's environment; a dead worker is replaced,
+        and its try, or one the worker raised an exception from, is recorded as an infrastructure failure, which
+        `rollout` retries like any other. A try whose generation failed on a dead policy restarts the policy."""
+        from ray.exceptions import RayActorError, RayTaskError
 
         pool = self.pool(task.env)
 
         async def try_once() -> Trajectory:
             worker = pool.workers[next(pool.cycle) % len(pool.workers)]
+            policy = self.policy
             try:
-                return await worker.attempt.remote(task, sample, base_seed, config)
+                trajectory: Trajectory = await worker.attempt.remote(task, sample, base_seed, config)
             except RayActorError as err:
                 self._replace(pool, worker)
-                provenance = make_provenance(task.env, self.runtime, config=config,
-                                             policy=self.policy_info.get("name", self.spec.label),
-                                             weights_version=self.policy_info.get("weights_version", "0"))
-                error = EpisodeError(code="worker_died", infra=True,
+                error = EpisodeError(code="worker_died",
                                      message=f"the environment worker running this episode died "
                                              f"({err.__class__.__name__}); see the Ray logs for why")
-                return failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
+                return self._failed(task, sample, base_seed, config, error)
+            except Exception as err:  # one rollout's failure (Docker refusing a container, say), not the run's
+                cause = err.cause if isinstance(err, RayTaskError) and err.cause is not None else err
+                error = EpisodeError(code=cause.code, message=str(cause), infra=cause.infra) \
+                    if isinstance(cause, EnvError) else unexpected(cause)
+                log.warning("%s sample %d: the environment worker raised %s", task.id, sample, error.message)
+                return self._failed(task, sample, base_seed, config, error)
+            if trajectory.error is not None and trajectory.error.code == "policy_error":
+                await self._revive_policy(policy)
+            return trajectory
 
         return await rollout(try_once, config=config, step=step)
 
@@ -189,6 +253,7 @@ class RayRollouts:
         """Have the policy serve the weights in `path` as `version`; call it between rollouts, not during them."""
         await self.start()
         await self.policy.load_weights.remote(path, version)
+        self._weights = (path, version)
         self.policy_info["weights_version"] = version
         for pool in self.pools.values():
             await asyncio.gather(*(w.set_weights_version.remote(version) for w in pool.workers))

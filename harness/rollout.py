@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from gymbox.agent.policy import Policy
 from gymbox.environments.api.errors import EnvError
@@ -39,22 +41,64 @@ def failed(task: TaskSpec, *, sample: int, base_seed: int, provenance: Provenanc
                       seed=group_seed(base_seed, task), provenance=provenance, error=error, started_at=time.time())
 
 
+def unexpected(err: BaseException) -> EpisodeError:
+    """The record of an exception that is not the step API's (Docker's APIError starting a container, a bug in a
+    worker): infrastructure, retried, with its type and message for the reader of the record."""
+    return EpisodeError(code="runtime_error", message=f"{type(err).__module__}.{type(err).__qualname__}: {err}")
+
+
 async def attempt(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: EpisodeConfig, sample: int,
                   base_seed: int, provenance: Provenance) -> Trajectory:
-    """One try of one rollout on a fresh session; a session that cannot be opened is recorded, not raised."""
+    """One try of one rollout on a fresh session; a session that cannot be opened is recorded, not raised, and a
+    session that fails to close after its episode ended keeps the episode (it happened; only the cleanup failed)."""
     try:
-        async with await runtime.client(task=task, timeout=task.limits.step_seconds + 30) as client:
-            return await run_episode(client, task, policy, config=config, seed=group_seed(base_seed, task),
-                                     sample=sample, base_seed=base_seed, provenance=provenance)
-    except EnvError as err:
-        return failed(task, sample=sample, base_seed=base_seed, provenance=provenance,
-                      error=EpisodeError(code=err.code, message=str(err), infra=err.infra))
+        client = await runtime.client(task=task, timeout=task.limits.step_seconds + 30)
+    except Exception as err:
+        error = EpisodeError(code=err.code, message=str(err), infra=err.infra) if isinstance(err, EnvError) \
+            else unexpected(err)
+        return failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
+    try:
+        trajectory = await run_episode(client, task, policy, config=config, seed=group_seed(base_seed, task),
+                                       sample=sample, base_seed=base_seed, provenance=provenance)
+    except BaseException:
+        try:
+            await client.close()
+        except Exception as err:  # the episode's own exception is the one to propagate
+            log.warning("closing the session of %s failed too: %s", task.id, err)
+        raise
+    try:
+        await client.close()
+    except Exception as err:
+        log.warning("%s: closing its session failed after the episode ended (%s: %s); the trajectory is kept",
+                    trajectory.id, type(err).__name__, err)
+    return trajectory
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before trying again after a `capacity` error: exponential in the tries, capped, jittered."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, tries: int, key: str) -> float:
+        """Seconds to wait after try `tries` of rollout `key`: half of the capped exponential, plus up to as much
+        again drawn from a generator seeded by (key, tries), so that rollouts refused together spread out and a
+        run's waits are reproducible."""
+        ceiling = min(self.cap, self.base * 2 ** (tries - 1))
+        return ceiling / 2 + random.Random(f"{key}#{tries}").uniform(0, ceiling / 2)
+
+
+# Codes after which the same resource is asked for again at once would most likely be refused again.
+BACKOFF_CODES = frozenset({"capacity"})
 
 
 async def rollout(try_once: Callable[[], Awaitable[Trajectory]], *, config: EpisodeConfig,
-                  step: int | None = None) -> Trajectory:
+                  step: int | None = None, backoff: Backoff = Backoff(),
+                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> Trajectory:
     """Tries `try_once` until it ends without an infrastructure error, at most `config.retries` more times,
-    then scores the result once (`config.reward` at training `step`).
+    then scores the result once (`config.reward` at training `step`). A try refused for `capacity` is followed by
+    a wait (`backoff`, spent with `sleep`) before the next.
 
     The trajectory records how many tries it took (`attempts`) and why the earlier ones failed
     (`failed_attempts`); an infrastructure error that outlived the retries is kept on the record (masked from
@@ -71,6 +115,8 @@ async def rollout(try_once: Callable[[], Awaitable[Trajectory]], *, config: Epis
         earlier.append(error)
         log.warning("%s sample %d: %s (%s); retrying (attempt %d of %d)", trajectory.task.id, trajectory.sample,
                     error.code, error.message, tries + 1, config.retries + 1)
+        if error.code in BACKOFF_CODES:
+            await sleep(backoff.delay(tries, trajectory.id))
     if trajectory.error is not None:
         trajectory.error.attempts = trajectory.attempts
     return score(trajectory, config.reward, step=step)

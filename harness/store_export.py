@@ -35,6 +35,7 @@ def parquet_schema() -> pa.Schema:
         ("terminated", pa.bool_()), ("truncated", pa.bool_()), ("truncated_by", pa.string()),
         ("num_turns", pa.int32()), ("num_tokens", pa.int64()), ("num_generated", pa.int64()),
         ("prompt_len", pa.int64()), ("started_at", pa.float64()), ("seconds", pa.float64()),
+        ("env_seconds", pa.float64()), ("policy_seconds", pa.float64()),
         # Vocabularies fit int32 and policies produce float32 logprobs: half the memory of 64-bit columns.
         ("token_ids", pa.list_(pa.int32())), ("loss_mask", pa.list_(pa.int8())), ("logprobs", pa.list_(pa.float32())),
         ("turn_starts", pa.list_(pa.int64())),
@@ -59,6 +60,7 @@ def parquet_row(t: Trajectory) -> dict[str, Any]:
         "terminated": t.terminated, "truncated": t.truncated, "truncated_by": t.truncated_by,
         "num_turns": len(t.turns), "num_tokens": len(mask), "num_generated": sum(mask),
         "prompt_len": len(t.prompt_ids), "started_at": t.started_at, "seconds": t.seconds,
+        "env_seconds": t.env_seconds, "policy_seconds": t.policy_seconds,
         "token_ids": t.token_ids, "loss_mask": mask,
         "logprobs": t.logprobs,
         "turn_starts": starts,

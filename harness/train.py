@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,8 @@ from gymbox.harness.store import TrajectoryStore
 from gymbox.harness.train_config import TrainConfig
 from gymbox.harness.train_report import plot_rewards, print_eval
 from gymbox.harness.train_signal import advantages, reward_metrics, samples_of
+from gymbox.harness.train_tasks import play_rounds, step_indices
+from gymbox.rewards.score import load_spec
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import load_suite
 
@@ -63,13 +64,15 @@ class Trainer:
 
         cfg = self.config
         saved = checkpoint.latest(self.out / "checkpoints")
-        model_path = saved / "model" if saved else Path(default_model_path() if cfg.model == "default"
-                                                        else resolve_model(cfg.model))
+        initial = str(default_model_path() if cfg.model == "default" else resolve_model(cfg.model))
+        model_path = saved / "model" if saved else Path(initial)
         self.console.print(f"loading the learner from {model_path}")
-        learner = await asyncio.to_thread(Learner.from_pretrained, str(model_path), cfg.learner)
-        start = checkpoint.restore(learner, saved)["step"] if saved else 0
-        if saved:
+        if saved:  # the KL reference stays the run's initial model (`checkpoint.resume`)
+            learner, extra = await asyncio.to_thread(checkpoint.resume, saved, initial, cfg.learner)
+            start = int(extra["step"])
             self.console.print(f"resumed from {saved} at step {start}")
+        else:
+            learner, start = await asyncio.to_thread(Learner.from_pretrained, initial, cfg.learner), 0
         tokenizer = _tokenizer(model_path)
         spec = PolicySpec.parse(str(model_path), max_model_len=cfg.max_model_len, weights_version=str(start),
                                 seed=cfg.seed)
@@ -106,12 +109,14 @@ class Trainer:
         started = time.perf_counter()
         tasks = self._tasks_for(step)
         with self._bar(f"step {step + 1}: rollouts", len(tasks) * cfg.group_size) as advance:
-            scored = await rollouts.run(tasks, cfg.group_size, base_seed=cfg.seed * 1_000_003 + step,
-                                        on_result=advance, step=step)
+            scored = await play_rounds(lambda part, seed: rollouts.run(part, cfg.group_size, base_seed=seed,
+                                                                       on_result=advance, step=step),
+                                       tasks, cfg.seed * 1_000_003 + step)
         rollout_s = time.perf_counter() - started
         for t in scored:
             writer.append(t)
-        values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma)
+        values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma,
+                                      spec=load_spec(cfg.episode.reward))
         samples = samples_of(scored, values, skip_zero=cfg.skip_zero_advantage)
         metrics: dict[str, Any] = {"step": step + 1, **reward_metrics(scored), "zero_std_fraction": zero_std,
                                    "samples": len(samples), "rollout_s": rollout_s}
@@ -130,14 +135,9 @@ class Trainer:
         return metrics
 
     def _tasks_for(self, step: int) -> list[TaskSpec]:
-        """`tasks_per_step` tasks; the suite is walked in a seeded order, reshuffled on each pass."""
-        n, per = len(self.tasks), self.config.tasks_per_step
-        chosen = []
-        for i in range(step * per, (step + 1) * per):
-            order = list(range(n))
-            random.Random(self.config.seed * 7919 + i // n).shuffle(order)
-            chosen.append(self.tasks[order[i % n]])
-        return chosen
+        """`tasks_per_step` tasks, distinct while the suite has enough (`train_tasks.step_indices`)."""
+        indices = step_indices(len(self.tasks), self.config.tasks_per_step, step, self.config.seed)
+        return [self.tasks[i] for i in indices]
 
     async def _sync(self, rollouts: Any, learner: Learner, version: int) -> None:
         """Write the weights where the policy can read them and have it load them as `version`."""

@@ -44,7 +44,8 @@ class TrainConfig(BaseModel):
                                    description="how rollouts are played and scored (parser, sampling, limits, "
                                                "reward spec)")
     advantage: str = Field(default="grpo", description=f"one of {', '.join(ESTIMATORS)}")
-    turn_level: bool = Field(default=False, description="per-turn advantages from the spec's per-turn rewards")
+    turn_level: bool = Field(default=False, description="per-turn advantages from the spec's per-turn rewards; "
+                                                        "without any, the reward at the last turn")
     gamma: float = Field(default=1.0, ge=0, le=1)
     skip_zero_advantage: bool = Field(default=True, description="leave out samples whose advantage is 0 everywhere")
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
@@ -92,7 +93,14 @@ class TrainConfig(BaseModel):
             from gymbox.rewards.score import load_spec
 
             try:
-                load_spec(config.episode.reward)
+                spec = load_spec(config.episode.reward)
             except ValueError as exc:
                 raise TrainConfigError(f"{path}: reward spec: {exc}") from exc
+            if config.advantage in ("gdpo", "dvao") and spec.decomposable:
+                raise TrainConfigError(f"{path}: {config.advantage} combines the reward spec's components, but "
+                                       f"{spec.decomposable}: use ungated_penalties: false, or advantage: grpo")
+            if config.advantage == "dvao" and any(w < 0 for w in spec.weights):
+                raise TrainConfigError(f"{path}: dvao weighs each component by its share of the spread, so the "
+                                       f"spec's weights must be >= 0, got {spec.weights}; use gdpo for a negative "
+                                       "weight")
         return config

@@ -13,6 +13,7 @@ import torch
 from gymbox.agent.learner.batch import Sample, sample_of
 from gymbox.environments.records import Trajectory
 from gymbox.rewards.advantages import get_estimator
+from gymbox.rewards.spec import RewardSpec
 from gymbox.rewards.turns import turn_advantages
 
 
@@ -46,11 +47,13 @@ def reward_metrics(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
 
 
 def advantages(trajectories: Sequence[Trajectory], *, estimator: str, turn_level: bool = False,
-               gamma: float = 1.0) -> tuple[list[float | list[float]], float]:
+               gamma: float = 1.0, spec: RewardSpec | None = None) -> tuple[list[float | list[float]], float]:
     """Each trajectory's advantage (a float, or one per turn with `turn_level`) and the zero-std group fraction.
 
     Rollouts that are not `learnable` are masked: they get 0 and stay out of every statistic. Turn-level
     advantages start from the trajectories' per-turn rewards (`turn_rewards`), else from the reward at the last turn.
+    The multi-reward estimators (gdpo, dvao) combine the components of `spec`, the reward spec that scored the
+    trajectories, as they enter its total: gated (0 behind a closed gate) and weighted by its weights.
     """
     n = len(trajectories)
     valid = torch.tensor([learnable(t) for t in trajectories])
@@ -61,8 +64,13 @@ def advantages(trajectories: Sequence[Trajectory], *, estimator: str, turn_level
     fn = get_estimator(estimator)
     kwargs: dict[str, Any] = {}
     if estimator in ("gdpo", "dvao"):
-        keys = sorted({k for t in trajectories for k in t.rewards if k not in ("total", "env")})
-        rewards = torch.tensor([[_num(t.rewards.get(k)) for k in keys] for t in trajectories], dtype=torch.float64)
+        if spec is None:
+            raise ValueError(f"{estimator} combines the components of a reward spec: pass the spec that scored the "
+                             "trajectories")
+        width = len(spec.components)
+        rewards = torch.tensor([[_num(v) for v in spec.contributions(t.rewards, truncated=t.truncated)]
+                                if learnable(t) else [math.nan] * width for t in trajectories], dtype=torch.float64)
+        kwargs["weights"] = torch.tensor(spec.weights, dtype=torch.float64)
     else:
         rewards = torch.tensor([_num(t.reward) for t in trajectories], dtype=torch.float64)
     if estimator == "unlikeliness":

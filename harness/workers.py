@@ -102,6 +102,11 @@ class EnvWorker:
         return await attempt(self.runtime, task, self.policy, config=config or self.config, sample=sample,
                              base_seed=base_seed, provenance=provenance)
 
+    def set_policy(self, handle: Any, info: dict[str, Any]) -> None:
+        """Send generations to `handle`, a policy actor started in place of a dead one, from now on."""
+        self.policy.handle, self.policy._info = handle, info
+        self.set_weights_version(info["weights_version"])
+
     def set_weights_version(self, version: str) -> None:
         """Record `version` in the provenance of the episodes that start from now on."""
         self.policy.weights_version = version

@@ -37,3 +37,13 @@ def outcome(trajectory: Trajectory) -> float | None:
     if env is not None:
         return float(env)
     return 0.0 if trajectory.truncated else None
+
+
+def signal(trajectory: Trajectory, key: str) -> float | None:
+    """One named signal of the last turn, as the environment reported it (swe's `outcome_level`, `f2p_passed`).
+
+    An episode cut short without it counts as 0.0, as for the outcome; None when the environment does not report it.
+    """
+    if key in trajectory.signals:
+        return float(trajectory.signals[key])
+    return 0.0 if trajectory.truncated else None

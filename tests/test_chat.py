@@ -125,12 +125,111 @@ def test_assistant_tool_calls_without_content_render(tokenizer: Any) -> None:
     assert "<|im_start|>assistant\n<|im_end|>" in tokenizer.decode(ids)
 
 
-def test_a_template_that_rerenders_earlier_turns_raises(tokenizer: Any) -> None:
+def test_a_template_that_rerenders_earlier_turns_is_refused_at_once_naming_the_construct(tokenizer: Any) -> None:
     # Announces the number of messages up front: every new message changes the text of the first line.
     template = ("{{ messages | length }} messages\n{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
                 "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    formatter = ChatFormatter(tokenizer, chat_template=template)
-    formatter.prompt(PROMPT)
-    formatter.generated(encode(tokenizer, "Sunny." + END))
-    with pytest.raises(TemplateNotIncremental, match=r"chat template of .*SmolLM2.* \(chat template sha256 "):
-        formatter.observation(OBSERVATIONS[1])
+    with pytest.raises(TemplateNotIncremental, match=r"chat template of .*SmolLM2.* \(chat template sha256 .*"
+                       r"a user message changes the rendering .*it counts the messages"):
+        ChatFormatter(tokenizer, chat_template=template)
+
+
+# Qwen3's structure: an assistant turn after the last user message keeps its <think> block; once a user message
+# follows, earlier turns are rendered without it. Tool answers go in a user turn, merged when consecutive.
+QWEN3 = """{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+{%- endif %}
+{%- set ns = namespace(last_query_index=-1) %}
+{%- for message in messages %}{%- if message.role == 'user' %}{%- set ns.last_query_index = loop.index0 %}{%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+  {%- set content = message.content if message.content is string else '' %}
+  {%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}
+    {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>\n' }}
+  {%- elif message.role == 'assistant' %}
+    {%- set reasoning_content = '' %}
+    {%- if '</think>' in content %}
+      {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+      {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+    {%- endif %}
+    {%- if loop.index0 > ns.last_query_index and (loop.last or reasoning_content) %}
+      {{- '<|im_start|>assistant\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n'
+          + content.lstrip('\n') }}
+    {%- else %}
+      {{- '<|im_start|>assistant\n' + content }}
+    {%- endif %}
+    {{- '<|im_end|>\n' }}
+  {%- elif message.role == 'tool' %}
+    {%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}
+    {{- '\n<tool_response>\n' + content + '\n</tool_response>' }}
+    {%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}
+  {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"""
+
+# Llama 3's: every message's content is trimmed, so white space the policy generated is not rendered again.
+LLAMA3 = """{%- for message in messages %}
+  {%- set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim
+     + '<|eot_id|>' %}
+  {%- if loop.index0 == 0 %}{%- set content = bos_token + content %}{%- endif %}
+  {{- content }}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}"""
+
+QWEN3_REPLIES = ["<think>\nI need the weather.\n</think>\n\n" + REPLIES[0], "<think>\nAnswer.\n</think>\n\n"
+                 + REPLIES[1], "Goodbye!"]
+QWEN3_ANSWERS = ['\n<|im_start|>user\n<tool_response>\n{"temp": 21}\n</tool_response><|im_end|>\n'
+                 "<|im_start|>assistant\n",
+                 "\n<|im_start|>user\nNo, thanks.<|im_end|>\n<|im_start|>assistant\n",
+                 "\n<|im_start|>user\nBye.<|im_end|>\n<|im_start|>assistant\n"]
+LLAMA3_REPLIES = ["  " + REPLIES[0] + "\n\n", " It is 21 degrees.  \n", "\nGoodbye! "]
+LLAMA3_ANSWERS = ['<|start_header_id|>tool<|end_header_id|>\n\n{"temp": 21}<|eot_id|>'
+                  "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                  "<|start_header_id|>user<|end_header_id|>\n\nNo, thanks.<|eot_id|>"
+                  "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                  "<|start_header_id|>user<|end_header_id|>\n\nBye.<|eot_id|>"
+                  "<|start_header_id|>assistant<|end_header_id|>\n\n"]
+
+
+@pytest.mark.parametrize(("template", "end", "replies", "answers"), [(QWEN3, END, QWEN3_REPLIES, QWEN3_ANSWERS),
+                                                                    (LLAMA3, "<|eot_id|>", LLAMA3_REPLIES,
+                                                                     LLAMA3_ANSWERS)], ids=["qwen3", "llama3"])
+def test_templates_that_rerender_earlier_turns_keep_the_generated_tokens(tokenizer: Any, template: str, end: str,
+                                                                         replies: list[str],
+                                                                         answers: list[str]) -> None:
+    formatter = ChatFormatter(tokenizer, chat_template=template, end_of_turn=[end])
+    seq = ChatSequence(formatter)
+    text = tokenizer.decode(seq.start(PROMPT))
+    for reply, observation, answer in zip(replies, OBSERVATIONS, answers, strict=True):
+        generated = encode(tokenizer, reply + end)
+        seq.add_generation(generated)
+        ids = seq.add_observation(observation)
+        assert tokenizer.decode(ids) == answer  # only the new messages, as the template renders them
+        assert seq.turns[-1].token_ids[: len(generated)] == generated
+        text += reply + end + answer
+    assert tokenizer.decode(seq.token_ids) == text
+    # The template itself renders the earlier turns differently now: the whole conversation re-rendered is not
+    # an extension of the sequence, which is what appending tokens after it would have needed.
+    assert not formatter.render(formatter.messages, add_generation_prompt=True).startswith(formatter.text)
+
+
+def test_a_stop_before_the_end_marker_gets_the_templates_marker(tokenizer: Any) -> None:
+    seq = ChatSequence(ChatFormatter(tokenizer, chat_template=LLAMA3, end_of_turn=["<|eot_id|>"]))
+    seq.start(PROMPT)
+    seq.add_generation(encode(tokenizer, REPLIES[0]))  # stopped at "</tool_call>", no <|eot_id|>
+    assert tokenizer.decode(seq.add_observation(OBSERVATIONS[0])).startswith("<|eot_id|><|start_header_id|>tool")
+    seq.add_generation(encode(tokenizer, "Done."))
+    assert tokenizer.decode(seq.finish()) == "<|eot_id|>"
+
+
+def test_a_policy_whose_template_cannot_be_extended_is_refused_when_it_is_built(smollm2: Path,
+                                                                                tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from gymbox.agent.spec import PolicySpec
+
+    bad = AutoTokenizer.from_pretrained(smollm2)
+    bad.chat_template = "{{ messages | length }}{% for m in messages %}{{ m.content }}{% endfor %}"
+    bad.save_pretrained(tmp_path)
+    spec = PolicySpec(kind="scripted", script="gymbox.harness.demo:echo_script", tokenizer=str(tmp_path))
+    with pytest.raises(TemplateNotIncremental, match="cannot be extended turn by turn"):
+        spec.build()

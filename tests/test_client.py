@@ -113,6 +113,7 @@ def test_sync_client(echo_task: TaskSpec) -> None:
         result = client.step(Action(tool_calls=[ToolCall.make("echo", {"word": echo_task.payload["word"]})]))
         assert result.signals["progress"] == 1.0
         assert client.state().turn == 1
+        assert client.grade().signals == {} and client.state().done  # echo grades nothing: it grades on submit
     client.close()  # a second close is harmless
 
 

@@ -71,13 +71,24 @@ async def test_killing_pid_1_does_not_end_the_episode(client: EnvClient) -> None
     assert "still here" in await run(client, "echo still here")
 
 
-async def test_killing_every_process_ends_the_episode_as_a_transport_error(runtime: DockerRuntime,
-                                                                          client: EnvClient) -> None:
-    with pytest.raises(TransportError, match="lost"):
-        await client.step(Action(tool_calls=[ToolCall.make("bash", {"command": "kill -9 -1"})]))
-    async with await runtime.client() as other:  # the runtime and the other episodes carry on
-        await other.reset(TASK, 1)
-        assert "fine" in await run(other, "echo fine")
+async def test_the_agent_cannot_kill_the_server_so_the_episode_goes_on_and_ends_graded(runtime: DockerRuntime) -> None:
+    task = TASK.model_copy(update={"payload": {**TASK.payload, "checks": [{"name": "ok", "run": "grep -qx ok out"}]}})
+    async with await runtime.client() as client:
+        await client.reset(task, 1)
+        await run(client, "sleep 300 & setsid sleep 300 & echo started")
+        await run(client, "kill -9 -1")  # every process the agent may signal: its own
+        refused = await run(client, "pkill -9 -f gymbox; kill -9 1; true")
+        assert "Operation not permitted" in refused
+        assert "ok" in await run(client, "echo ok > out; cat out")
+        assert "sleep" not in await run(client, "ps -eo args")  # the agent's processes did end
+        result = await client.step(Action(tool_calls=[ToolCall.make("submit")]))
+    assert result.terminated and result.signals["success"] == 1.0
+
+
+async def test_the_server_s_socket_is_out_of_the_agent_s_reach(client: EnvClient) -> None:
+    assert "Permission denied" in await run(client, "ls /run/gymbox")
+    assert "Permission denied" in await run(client, "head -c 1000000 /dev/zero > /run/gymbox/fill")
+    assert "root" in await run(client, "ps -o user= -p $(pgrep -f '^/opt/gymbox/bin/python')")
 
 
 async def test_no_network(client: EnvClient) -> None:

@@ -21,7 +21,7 @@ from gymbox.rewards.score import score
 from gymbox.tasks import TaskSpec, load_suite
 from gymbox.tasks.spec import Limits
 from tests.conftest import CHILD_ENV
-from tests.envs import SlowEnv
+from tests.envs import SlowEnv, SlowGradedEnv
 
 TASKS = load_suite("echo-demo").tasks
 
@@ -106,10 +106,23 @@ async def test_context_and_token_limits_truncate(tokenizer: Any) -> None:
     assert trajectory.truncated_by in ("context", "max_tokens") and trajectory.turns == []
 
 
-async def test_episode_time_limit_truncates() -> None:
-    policy = ScriptedPolicy([call("echo", word="x")], delay=0.3)
-    trajectory = await episode(policy, config=EpisodeConfig(episode_seconds=1.0))
-    assert trajectory.truncated and trajectory.truncated_by == "max_seconds" and 2 <= len(trajectory.turns) <= 4
+async def test_the_time_limit_counts_the_environments_time_not_the_policys() -> None:
+    # A policy slower than the whole limit (a busy engine, other episodes ahead in its queue) is not cut off ...
+    task = TASKS[1].model_copy(update={"limits": Limits(max_seconds=0.5)})
+    word = task.payload["word"]
+    policy = ScriptedPolicy([call("echo", word=word), call("echo", word=word), call("submit")], delay=0.3)
+    trajectory = await episode(policy, task)
+    assert trajectory.terminated and not trajectory.truncated and trajectory.signals["success"] == 1.0
+    assert trajectory.policy_seconds >= 0.9 and trajectory.policy_seconds >= sum(t.policy_seconds
+                                                                                for t in trajectory.turns)
+    assert 0 < trajectory.env_seconds < 0.5 and trajectory.seconds >= trajectory.policy_seconds
+    # ... while an environment that uses up the harness's limit is, and then graded.
+    slow = TASKS[1].model_copy(update={"payload": {**TASKS[1].payload, "step_seconds": 0.3}})
+    async with LocalRuntime(SlowGradedEnv) as rt, await rt.client() as client:
+        trajectory = await run_episode(client, slow, ScriptedPolicy([call("echo", word=word)]), seed=7,
+                                       config=EpisodeConfig(episode_seconds=0.5))
+    assert trajectory.truncated and trajectory.truncated_by == "max_seconds" and len(trajectory.turns) == 2
+    assert trajectory.env_seconds >= 0.5 and trajectory.signals["graded"] == 1.0
 
 
 async def test_chat_level_policy_records_text_and_calls_without_tokens() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -212,3 +213,66 @@ def test_sharing_the_prompt_changes_nothing_but_the_cost(aggregation: str) -> No
     assert s_shared.clip_fraction == s_plain.clip_fraction
     for name in plain:
         torch.testing.assert_close(shared[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_gradient_checkpointing_gives_the_loss_and_gradients_of_the_default() -> None:
+    runs = []
+    for checkpointing in (False, True):
+        config = LearnerConfig(lr=1e-2, micro_batch_size=4, old_logprobs="rollout", precision="fp32",
+                               gradient_checkpointing=checkpointing)
+        learner = Learner(tiny_llama(), config)
+        assert learner.model.is_gradient_checkpointing == checkpointing
+        assert config.share_prefix == (not checkpointing)  # the default yields to checkpointing
+        stats = learner.update(group_batch())  # groups sharing a 20-token prompt: the case sharing would run
+        runs.append(({k: p.grad.clone() for k, p in learner.model.named_parameters()}, stats))
+    (plain, s_plain), (checkpointed, s_checkpointed) = runs
+    assert s_checkpointed.loss == pytest.approx(s_plain.loss, rel=1e-5, abs=1e-7)
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sharing_the_prompt_under_gradient_checkpointing_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="share_prefix: false"):
+        LearnerConfig(gradient_checkpointing=True, share_prefix=True)
+    assert not LearnerConfig(gradient_checkpointing=True, share_prefix=False).share_prefix
+
+
+def test_a_resumed_run_keeps_the_initial_model_as_its_kl_reference(tmp_path, smollm2) -> None:
+    from transformers import AutoTokenizer
+
+    initial = tmp_path / "initial"
+    tiny_llama().save_pretrained(initial, safe_serialization=True)
+    AutoTokenizer.from_pretrained(smollm2).save_pretrained(initial)  # its pad id (2) is in the tiny vocabulary
+    config = LearnerConfig(lr=1e-2, precision="fp32", kl_coef=0.5)
+    first = Learner.from_pretrained(str(initial), config, device="cpu")
+    start = params(first.reference)
+    for seed in (1, 2):
+        first.update(batch(seed=seed))
+    saved = checkpoint.save(first, tmp_path / "checkpoints", extra={"step": 2})
+    trained = params(first.model)
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
+
+    resumed, extra = checkpoint.resume(saved, "unused: the checkpoint records the run's start", config, device="cpu")
+    assert extra == {"step": 2} and resumed.initial == str(initial.resolve())
+    assert all(torch.equal(v, start[k]) for k, v in params(resumed.reference).items())  # not the checkpoint's
+    assert all(torch.equal(v, trained[k]) for k, v in params(resumed.model).items())
+    assert resumed.update(batch(seed=3)).kl == pytest.approx(first.update(batch(seed=3)).kl, rel=1e-5)
+    # Resumed once more, from a checkpoint of the resumed run: still the initial model.
+    again, _ = checkpoint.resume(checkpoint.save(resumed, tmp_path / "checkpoints"), str(initial), config)
+    assert all(torch.equal(v, start[k]) for k, v in params(again.reference).items())
+
+
+def test_resuming_with_a_kl_penalty_says_when_the_initial_model_is_gone(tmp_path, smollm2) -> None:
+    from transformers import AutoTokenizer
+
+    initial = tmp_path / "initial"
+    tiny_llama().save_pretrained(initial, safe_serialization=True)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    tokenizer.save_pretrained(initial)
+    learner = Learner.from_pretrained(str(initial), LearnerConfig(precision="fp32", kl_coef=0.1), device="cpu")
+    saved = checkpoint.save(learner, tmp_path / "checkpoints", tokenizer=tokenizer)
+    shutil.rmtree(initial)
+    with pytest.raises(FileNotFoundError, match="KL reference"):
+        checkpoint.resume(saved, str(initial), LearnerConfig(precision="fp32", kl_coef=0.1))
+    resumed, _ = checkpoint.resume(saved, str(initial), LearnerConfig(precision="fp32"))  # no reference needed
+    assert resumed.reference is None

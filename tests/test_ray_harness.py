@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,27 +14,10 @@ from gymbox.harness.evaluate import EvalRun, evaluate, pass_ks
 from gymbox.harness.ray_runner import RayRollouts
 from gymbox.harness.store import TrajectoryStore
 from gymbox.tasks import load_suite
+from tests.rayutil import generations_reach
 
 pytestmark = pytest.mark.slow
 ECHO = "scripted:gymbox.harness.demo:echo_script"
-
-
-@pytest.fixture(scope="module")
-def ray_local(smollm2: Path) -> Iterator[None]:
-    import ray
-
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-
-
-async def generations_reach(rollouts: RayRollouts, count: int, timeout: float = 120.0) -> None:
-    """Wait until the policy actor has been asked for `count` generations: episodes are running."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await rollouts.policy.requested.remote() < count:
-        assert asyncio.get_running_loop().time() < deadline, f"fewer than {count} generations in {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 def scripted(smollm2: Path, **options: object) -> PolicySpec:

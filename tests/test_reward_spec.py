@@ -155,3 +155,31 @@ def test_a_scheduled_spec_needs_the_training_step_before_computing(monkeypatch: 
         spec.score(single(reply(("A", {"x": 1, "y": 2})), GT_A))
     assert not calls
     assert spec_of("[{fn: toolrl}]").needs_step is False
+
+
+def swe_like(level: int, f2p: float, turns: int, *, truncated: bool = False):
+    """A recorded swe episode: `turns` accepted bash turns, then the grading's signals (environments/swe/env.py)."""
+    steps = [turn(i, "<think>x</think>", signals={"valid_action": 1.0, "commands_failed": 0.0}) for i in range(turns)]
+    graded = {"success": float(level == 3), "resolved": float(level == 3), "submitted": float(level > 0),
+              "patch_nonempty": float(level >= 2), "f2p_passed": f2p, "p2p_broken": 0.0, "outcome_level": float(level)}
+    return trajectory(steps, env="swe@v1", signals=graded, truncated=truncated)
+
+
+def test_the_swe_pair_gated_holds_back_what_a_failed_level_earned_and_direct_does_not() -> None:
+    gated = RewardSpec.load(ROOT / "rewards" / "specs" / "swe-gated.yaml")
+    direct = RewardSpec.load(ROOT / "rewards" / "specs" / "swe-direct.yaml")
+    assert [c.key for c in gated.components] == [c.key for c in direct.components] == ["level", "f2p", "grounding"]
+    assert gated.weights == direct.weights
+    episodes = {"resolved": swe_like(3, 1.0, 4), "partial change": swe_like(2, 0.5, 4),
+                "submitted no change": swe_like(1, 0.0, 10),
+                "never submitted": swe_like(0, 0.5, 20, truncated=True)}  # fixed half, then hit the turn limit
+    scores = {name: (gated.score(t), direct.score(t)) for name, t in episodes.items()}
+    expected = {"resolved": (0.6 + 0.3 + 0.04, 0.6 + 0.3 + 0.04),
+                "partial change": (0.4 + 0.15 + 0.04, 0.4 + 0.15 + 0.04),
+                "submitted no change": (0.2, 0.2 + 0.1),  # level 1 < 2: its ten accepted turns earn nothing
+                "never submitted": (0.0, 0.15 + 0.2)}
+    for name, (g, d) in scores.items():
+        assert g.error is None and d.error is None, name
+        assert (g.total, d.total) == pytest.approx(expected[name]), name
+        assert g.components == d.components, name  # the components are reported alike; only the total differs
+    assert scores["submitted no change"][0].per_turn == pytest.approx([0.0] * 9 + [0.2])

@@ -11,7 +11,7 @@ import websockets
 
 from gymbox.environments.api.errors import InvalidRequest
 from gymbox.environments.runtime import ProcessRuntime
-from gymbox.tasks.spec import TaskSpec
+from gymbox.tasks.spec import Limits, TaskSpec
 
 
 @pytest.fixture
@@ -39,6 +39,18 @@ async def test_an_episode_over_plain_http(http: httpx.AsyncClient, echo_task: Ta
     assert (await http.delete(f"/sessions/{session}")).json() == {"session": session, "closed": False}
     gone = await http.post(f"/sessions/{session}/step", json={})
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_session"
+
+
+async def test_grade_and_turns_over_plain_http(http: httpx.AsyncClient, echo_task: TaskSpec) -> None:
+    task = echo_task.model_copy(update={"limits": Limits(max_turns=3)})
+    session = (await http.post("/sessions", json={"task": task.model_dump(), "seed": 3})).json()["session"]
+    skipped = (await http.post(f"/sessions/{session}/step?turn=1", json={})).json()  # turn 0: the harness's own
+    assert skipped["truncated"] is False and (await http.get(f"/sessions/{session}")).json()["turn"] == 2
+    bad = await http.post(f"/sessions/{session}/step?turn=soon", json={})
+    assert bad.status_code == 400 and "turn" in bad.json()["error"]["message"]
+    assert (await http.post(f"/sessions/{session}/grade")).json() == {"session": session, "signals": {}}
+    again = await http.post(f"/sessions/{session}/grade")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "episode_over"
 
 
 @pytest.mark.parametrize("body, fragment", [

@@ -11,16 +11,17 @@ from gymbox.environments.api.errors import (
     CapacityError,
     EnvCrashed,
     EpisodeOver,
+    InvalidRequest,
     InvalidTask,
     SessionExpired,
     StepTimeout,
     UnknownSession,
 )
-from gymbox.environments.api.models import Action, StepRequest, StepResult, ToolCall
+from gymbox.environments.api.models import Action, Graded, SessionRequest, StepRequest, StepResult, ToolCall
 from gymbox.environments.api.sessions import SessionHost
 from gymbox.environments.echo.env import EchoEnv
 from gymbox.tasks.spec import Limits, TaskSpec
-from tests.envs import CrashEnv, GradedEnv, SlowEnv, WrongReturnEnv
+from tests.envs import CrashEnv, GradedEnv, SlowEnv, SlowGradedEnv, WrongReturnEnv
 
 
 def step(host: SessionHost, session: str, action: Action | None = None) -> asyncio.Future[StepResult]:
@@ -56,13 +57,46 @@ async def test_a_cut_off_episode_is_graded_once(echo_task: TaskSpec) -> None:
     assert last.truncated and last.signals["graded"] == 1.0 and last.signals["heard"] == 2.0
 
 
-async def test_episode_time_limit_truncates(echo_task: TaskSpec) -> None:
-    host = SessionHost(EchoEnv)
-    task = echo_task.model_copy(update={"limits": Limits(max_seconds=0.05)})
+async def test_episode_time_limit_counts_the_environments_time(echo_task: TaskSpec) -> None:
+    host = SessionHost(SlowGradedEnv)
+    task = echo_task.model_copy(update={"limits": Limits(max_seconds=0.25)})
+    quick = await host.reset(task.model_copy(update={"payload": {**task.payload, "step_seconds": 0.0}}), 5)
+    await asyncio.sleep(0.3)  # the client thinking (or queueing for its policy) is not the environment's time
+    assert not (await step(host, quick.session)).done
+    slow = await host.reset(task.model_copy(update={"payload": {**task.payload, "step_seconds": 0.15}}), 5)
+    assert not (await step(host, slow.session)).done
+    result = await step(host, slow.session)
+    assert result.truncated and result.info["truncated_by"] == "max_seconds" and result.signals["graded"] == 1.0
+
+
+async def test_grade_ends_an_episode_the_client_cut_off_once(echo_task: TaskSpec) -> None:
+    host = SessionHost(GradedEnv)
+    started = await host.reset(echo_task, 5)
+    word = Action(tool_calls=[ToolCall.make("echo", {"word": echo_task.payload["word"]})])
+    await step(host, started.session, word)
+    graded = await host.handle(SessionRequest(op="grade", session=started.session))
+    assert graded == Graded(session=started.session, signals={"graded": 1.0, "heard": 1.0})
+    assert (await host.state(started.session)).done
+    for again in (host.grade(started.session), step(host, started.session)):
+        with pytest.raises(EpisodeOver, match="ended"):
+            await again
+    # An episode that ended by itself was graded then: grading it again is refused the same way.
+    submitted = await host.reset(echo_task, 5)
+    assert (await step(host, submitted.session, Action(tool_calls=[ToolCall.make("submit")]))).terminated
+    with pytest.raises(EpisodeOver, match="already ended"):
+        await host.grade(submitted.session)
+
+
+async def test_turns_the_client_answered_itself_count_against_the_limit(echo_task: TaskSpec) -> None:
+    host = SessionHost(GradedEnv)
+    task = echo_task.model_copy(update={"limits": Limits(max_turns=3)})
     started = await host.reset(task, 5)
-    await asyncio.sleep(0.06)
-    result = await step(host, started.session)
-    assert result.truncated and result.info["truncated_by"] == "max_seconds"
+    first = await host.step(started.session, StepRequest(session=started.session, action=Action(), turn=1))
+    assert not first.done and (await host.state(started.session)).turn == 2
+    with pytest.raises(InvalidRequest, match="turns only go forward"):
+        await host.step(started.session, StepRequest(session=started.session, action=Action(), turn=1))
+    last = await host.step(started.session, StepRequest(session=started.session, action=Action(), turn=2))
+    assert last.truncated and last.info["truncated_by"] == "max_turns" and last.signals["graded"] == 1.0
 
 
 async def test_terminated_is_not_truncated(echo_task: TaskSpec) -> None:

@@ -158,7 +158,7 @@ def test_bad_tool_calls_are_explained_and_the_episode_goes_on(swe_images: object
             (call("str_replace", path=task.payload["path"], old_str="no such text anywhere", new_str="x"),
              "does not occur"),
             (call("create", path=task.payload["path"], file_text="x"), "already exists"),
-            (call("create", path="/opt/tests/evil.py", file_text="x"), "Permission denied"),
+            (call("create", path="/opt/tests/evil.py", file_text="x"), "Read-only file system"),
         ]
         for action, expected in cases:
             result = env.step(action)
@@ -188,3 +188,27 @@ def test_a_container_that_dies_is_an_infrastructure_error(swe_images: object) ->
             env.step(call("bash", command="ls"))
     finally:
         env.close()
+
+
+def test_the_agent_cannot_fill_the_host_s_disk_and_a_full_checkout_is_graded(swe_images: object) -> None:
+    task = sampled("parse")
+    source = task.payload["path"].split("/")[0]
+    env = SweEnv()
+    try:
+        env.reset(task, 0)
+        for where in ("/home/agent", "/var/tmp", "/repo"):  # every folder the agent can write has a size limit
+            out = text(env.step(call("bash", command=f"cat /dev/zero > {where}/fill; du -sm {where}/fill")))
+            assert "No space left on device" in out and int(out.split()[-2]) <= 1024, out
+        denied = text(env.step(call("bash", command="touch /fill /var/lib/fill /run/lock/fill")))
+        assert denied.count("Read-only file system") == 3  # the rest of the container does not take writes
+        assert "lost: /tmp" in text(env.step(call("bash", command="cat /dev/zero > /tmp/fill")))
+        moved = text(env.step(call("bash", command=f"rm -f /tmp/fill; mv /repo/fill {source}/fill && echo moved")))
+        assert "moved" in moved  # the package's own folder is full: the image's files cannot come back to test it
+        signals = env.step(call("submit")).signals
+        assert signals["outcome_level"] == 2.0 and signals["f2p_passed"] == 0.0 and signals["resolved"] == 0.0
+    finally:
+        env.close()
+    # A fix with the scratch folders left full is graded as any other: they are emptied before the tests run.
+    fill = call("bash", command="cat /dev/zero > /var/tmp/fill; cat /dev/zero > /tmp/fill; true")
+    gold, _ = play(task, task.payload["gold_patch"], 0, [fill])
+    assert gold["resolved"] == 1.0 and gold["outcome_level"] == 3.0

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.learner.learner import Learner
 
 LATEST = "latest"  # a file holding the newest complete checkpoint's folder name
@@ -48,7 +49,8 @@ def save(learner: Learner, root: str | os.PathLike[str], *, extra: dict[str, Any
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
     torch.save({"learner": learner.state(), "rng": rng_state(), "extra": extra or {}}, tmp / "trainer.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": learner.step, "extra": extra or {}}, indent=1, default=str))
+    meta = {"step": learner.step, "extra": extra or {}, "initial": learner.initial}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -89,6 +91,28 @@ def restore(learner: Learner, path: str | os.PathLike[str]) -> dict[str, Any]:
     learner.load_state(state["learner"])
     set_rng_state(state["rng"])
     return state["extra"]
+
+
+def resume(path: str | os.PathLike[str], initial: str, config: LearnerConfig | None = None, *,
+           device: str | torch.device | None = None) -> tuple[Learner, dict[str, Any]]:
+    """The learner of a run continued from its checkpoint `path`, and the loop's `extra` state.
+
+    With a KL penalty (`kl_coef` > 0) the reference stays the run's initial model, not the checkpoint: the learner
+    is built from where the checkpoint says the run started (`initial` for a checkpoint that does not say) and the
+    checkpoint's weights are then loaded into the trained copy only.
+    """
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    start = meta.get("initial") or initial
+    if config is not None and config.kl_coef > 0:
+        if Path(start).is_absolute() and not Path(start).exists():
+            raise FileNotFoundError(f"{path}: the KL reference of this run is its initial model, {start}, which is "
+                                    "gone: put it back, start over (--fresh), or set kl_coef: 0")
+        learner = Learner.from_pretrained(start, config, device=device)
+    else:  # no reference: the checkpoint's own folder has every weight the learner needs
+        learner = Learner.from_pretrained(str(path / "model"), config, device=device)
+    learner.initial = start
+    return learner, restore(learner, path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -38,13 +38,21 @@ class LearnerConfig(BaseModel):
     old_logprobs: Literal["recompute", "rollout"] = "recompute"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
-    share_prefix: bool = Field(default=True, description="run a micro-batch's common prompt once (same gradients)")
+    share_prefix: bool = Field(default=True, description="run a micro-batch's common prompt once (same gradients); "
+                               "off by default under gradient_checkpointing")
     seed: int = 0
 
     @model_validator(mode="after")
     def _sane(self) -> LearnerConfig:
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"AdamW betas must be in [0, 1), got {self.betas}")
+        if self.gradient_checkpointing and self.share_prefix:
+            # The shared prefix's keys and values reach the suffix through the KV cache, which checkpointed layers
+            # drop (a recompute in the backward pass would write it twice): the suffix would not see its prompt.
+            if "share_prefix" in self.model_fields_set:
+                raise ValueError("share_prefix needs the KV cache, which gradient_checkpointing turns off: set "
+                                 "share_prefix: false (or leave it out) to checkpoint, or drop gradient_checkpointing")
+            self.share_prefix = False  # the default yields: each sequence is run whole, with the same gradients
         return self
 
     @property

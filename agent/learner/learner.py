@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +53,7 @@ class Learner:
         self.pad_id = pad_id
         self.autocast = autocast_dtype(self.config, self.device)
         self.step = 0  # optimizer steps taken
+        self.initial: str | None = None  # where the run's initial model (the KL reference) was loaded from
         self.generator = torch.Generator().manual_seed(self.config.seed)  # minibatch shuffling; checkpointed
         if self.config.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable()
@@ -69,7 +71,9 @@ class Learner:
         model = load_causal_lm(path, torch.float32).to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return cls(model, config, pad_id=int(pad or 0))
+        learner = cls(model, config, pad_id=int(pad or 0))
+        learner.initial = str(Path(path).resolve()) if Path(path).exists() else path  # a hub name stays as is
+        return learner
 
     def _frozen_copy(self) -> nn.Module:
         reference = copy.deepcopy(self.model).eval()

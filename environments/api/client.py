@@ -16,11 +16,19 @@ import websockets
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection
 
-from gymbox.environments.api.errors import EnvError, InvalidRequest, StepTimeout, TransportError, from_wire
+from gymbox.environments.api.errors import (
+    EnvError,
+    InvalidReply,
+    InvalidRequest,
+    StepTimeout,
+    TransportError,
+    from_wire,
+)
 from gymbox.environments.api.models import (
     Action,
     Closed,
     EnvSpec,
+    Graded,
     Health,
     Observation,
     ResetRequest,
@@ -120,8 +128,10 @@ class WsChannel(Channel):
         try:
             reply = _reply_adapter(model).validate_json(frame)
         except ValidationError as exc:
-            raise InvalidRequest(f"the server at {self.address} answered with a {model.__name__} that does not "
-                                 f"validate ({exc.error_count()} errors): client and server versions differ?") from exc
+            raise InvalidReply(f"the server at {self.address} answered with a {model.__name__} that does not "
+                               f"validate ({exc.error_count()} errors: {exc.errors()[0]['msg']} at "
+                               f"{'.'.join(map(str, exc.errors()[0]['loc']))}); do the client's and the server's "
+                               "gymbox versions differ?") from exc
         if reply.ok and reply.result is not None:
             return reply.result
         raise from_wire(reply.error or {"code": "env_error", "message": "the server answered with neither "
@@ -194,11 +204,26 @@ class EnvClient:
         self.session, self.seed, self.task = started.session, started.seed, task
         return started.observation
 
-    async def step(self, action: Action, *, timeout: float | None = None) -> StepResult:
+    async def step(self, action: Action, *, turn: int | None = None, timeout: float | None = None) -> StepResult:
+        """Apply the agent's action; `turn` (0-based) counts turns the caller answered itself, so that the server's
+        turn limit counts them too (default: the turn after the last step)."""
         session = self._require_session()
+        return await self._call(StepRequest(session=session, action=action, turn=turn), StepResult,
+                                self._step_timeout(timeout))
+
+    async def grade(self, *, timeout: float | None = None) -> Graded:
+        """End the episode because the caller's own limit cut it off, and get the signals the environment grades it
+        with, as a server limit would; the session stays open until `close_session`. `EpisodeOver` if it has
+        already ended (then the step that ended it carries its signals)."""
+        request = SessionRequest(op="grade", session=self._require_session())
+        return await self._call(request, Graded, self._step_timeout(timeout))
+
+    def _step_timeout(self, timeout: float | None) -> float | None:
+        """A step's or grade's time limit: the task's own step limit plus a margin, so the server's typed timeout
+        arrives before the client gives up."""
         if timeout is None and self.task is not None:
-            timeout = self.task.limits.step_seconds + 10
-        return await self._call(StepRequest(session=session, action=action), StepResult, timeout)
+            return self.task.limits.step_seconds + 10
+        return timeout
 
     async def state(self, *, timeout: float | None = None) -> SessionState:
         request = SessionRequest(op="state", session=self._require_session())

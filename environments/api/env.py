@@ -53,10 +53,12 @@ class Environment(ABC):
         return None
 
     def grade(self) -> dict[str, float]:
-        """Signals for an episode that a limit cut off (turns, time); environments that grade on submit grade here.
+        """Signals for an episode that a limit cut off (turns, time, a harness's tokens); environments that grade on
+        submit grade here.
 
-        The server calls it once, after the step that reached the limit, and merges what it returns into that
-        step's signals.
+        The server calls it once: after the step that reached its own limit (merging what it returns into that
+        step's signals), or when a client's own limit ended the episode (a `grade` request); never for an episode
+        that has already ended.
         """
         return {}
 

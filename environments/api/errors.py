@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from gymbox.environments.api.kinds import Kind, kind_of
+
 
 class EnvError(Exception):
-    """Base of every step-API error. `infra` errors mask a rollout; the others are the caller's to fix."""
+    """Base of every step-API error. Its kind (`kinds.ERROR_KINDS`, by `code`) says how a rollout it ends is
+    treated: `infra` errors are retried, then masked; the others are the agent's doing or the caller's to fix."""
 
     code: ClassVar[str] = "env_error"
     http_status: ClassVar[int] = 500
-    infra: ClassVar[bool] = False
-    retryable: ClassVar[bool] = False
+    kind: ClassVar[Kind] = kind_of("env_error")
+    infra: ClassVar[bool] = kind is Kind.INFRA
+    retryable: ClassVar[bool] = infra
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The kind comes from the one table; a class with a code missing from it fails at import.
+        cls.kind = kind_of(cls.code)
+        cls.infra = cls.retryable = cls.kind is Kind.INFRA
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
@@ -49,6 +59,14 @@ class SessionExpired(UnknownSession):
     http_status = 410
 
 
+class InvalidReply(EnvError):
+    """A server's reply that does not validate as what was asked for: client and server versions differ, or the
+    reply was corrupted on the way."""
+
+    code = "invalid_reply"
+    http_status = 502
+
+
 class EpisodeOver(EnvError):
     """A step was sent after the episode terminated or was truncated."""
 
@@ -73,15 +91,11 @@ class InvalidAction(EnvError):
 class CapacityError(EnvError):
     code = "capacity"
     http_status = 503
-    infra = True
-    retryable = True
 
 
 class StepTimeout(EnvError):
     code = "timeout"
     http_status = 504
-    infra = True
-    retryable = True
 
 
 class EnvCrashed(EnvError):
@@ -89,8 +103,6 @@ class EnvCrashed(EnvError):
 
     code = "env_crashed"
     http_status = 500
-    infra = True
-    retryable = True
 
 
 class TransportError(EnvError):
@@ -98,15 +110,14 @@ class TransportError(EnvError):
 
     code = "transport"
     http_status = 502
-    infra = True
-    retryable = True
 
 
 ERRORS: dict[str, type[EnvError]] = {
     cls.code: cls
     for cls in (
         EnvError, InvalidRequest, PayloadTooLarge, UnknownEnvironment, UnknownSession, SessionExpired,
-        EpisodeOver, InvalidTask, InvalidAction, CapacityError, StepTimeout, EnvCrashed, TransportError,
+        InvalidReply, EpisodeOver, InvalidTask, InvalidAction, CapacityError, StepTimeout, EnvCrashed,
+        TransportError,
     )
 }
 

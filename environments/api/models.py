@@ -132,6 +132,13 @@ class Closed(Model):
     closed: bool = Field(description="false when the session was already closed")
 
 
+class Graded(Model):
+    """The answer to `grade`: the signals of an episode the client ended (a harness limit), as a cut-off step's."""
+
+    session: str
+    signals: dict[str, float] = Field(default_factory=dict)
+
+
 class Health(Model):
     status: Literal["ok"] = "ok"
     env: str
@@ -163,10 +170,15 @@ class StepRequest(Model):
     op: Literal["step"] = "step"
     session: str
     action: Action
+    # A harness answers some turns itself (a reply it cannot parse): it says which turn this is, so the server's
+    # turn limit counts the same turns as the harness's. Default: the turn after the last step.
+    turn: int | None = Field(default=None, ge=0, description="the agent's turn (0-based) this action is")
 
 
 class SessionRequest(Model):
-    op: Literal["close", "state"]
+    """`close` frees a session; `state` reads it; `grade` ends its episode graded (see `SessionHost.grade`)."""
+
+    op: Literal["close", "state", "grade"]
     session: str
 
 
@@ -188,7 +200,7 @@ ENVELOPE = TypeAdapter(Envelope)
 REQUEST = TypeAdapter(Request)
 
 __all__ = [
-    "Action", "Closed", "EnvSpec", "Envelope", "FunctionCall", "FunctionSpec", "Health", "Limits", "Message",
+    "Action", "Closed", "EnvSpec", "Envelope", "FunctionCall", "FunctionSpec", "Graded", "Health", "Limits", "Message",
     "Observation", "Request", "ResetRequest", "ServerRequest", "SessionRequest", "SessionStarted", "SessionState",
     "StepRequest", "StepResult", "TaskSpec", "ToolCall", "ToolSpec",
 ]

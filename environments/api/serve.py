@@ -35,10 +35,11 @@ class _SandboxedServer(uvicorn.Server):
 
 
 def _harden() -> None:
-    """Inside an episode's container, where the agent's commands run as the same user as this server.
+    """Inside an episode's container, where the agent's commands run beside this server (as another user when the
+    runtime gives one, `GYMBOX_AGENT_USER`).
 
     Termination signals are ignored (init forwards the agent's `kill 1` to us; the runtime removes the container
-    with SIGKILL), and the process is made non-dumpable so that same-user processes cannot read its memory or
+    with SIGKILL), and the process is made non-dumpable so that other processes cannot read its memory or
     environment through /proc (the task's checks live there).
     """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -76,7 +77,8 @@ class EnvServer:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await self._read_body(scope, receive)
-            result = await self.host.handle(self._route(scope["method"], scope["path"], body))
+            query = scope.get("query_string", b"").decode(errors="replace")
+            result = await self.host.handle(self._route(scope["method"], scope["path"], body, query))
             status, payload = 200, result.model_dump_json().encode()
         except EnvError as err:
             status, payload = err.http_status, json.dumps({"error": err.to_wire()}).encode()
@@ -98,7 +100,7 @@ class EnvServer:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    def _route(self, method: str, path: str, body: bytes) -> Any:
+    def _route(self, method: str, path: str, body: bytes, query: str = "") -> Any:
         parts = [p for p in path.split("/") if p]
         try:
             if method == "GET" and parts in (["health"], ["spec"]):
@@ -106,13 +108,17 @@ class EnvServer:
             if parts == ["sessions"] and method == "POST":
                 return _RESET_BODY.validate_json(body or b"{}")
             if len(parts) == 3 and parts[0] == "sessions" and parts[2] == "step" and method == "POST":
-                return StepRequest(session=parts[1], action=_ACTION.validate_json(body or b"{}"))
+                turn = parse_qs(query).get("turn", [None])[-1]  # ?turn=N: see StepRequest.turn
+                return StepRequest(session=parts[1], action=_ACTION.validate_json(body or b"{}"), turn=turn)
+            if len(parts) == 3 and parts[0] == "sessions" and parts[2] == "grade" and method == "POST":
+                return SessionRequest(op="grade", session=parts[1])
             if len(parts) == 2 and parts[0] == "sessions" and method in ("GET", "DELETE"):
                 return SessionRequest(op="state" if method == "GET" else "close", session=parts[1])
         except ValidationError as exc:
             raise invalid(exc, "request body") from None
         raise InvalidRequest(f"no route {method} {path}; routes: GET /health, GET /spec, POST /sessions, "
-                             "POST /sessions/ID/step, GET /sessions/ID, DELETE /sessions/ID, WebSocket /ws")
+                             "POST /sessions/ID/step[?turn=N], POST /sessions/ID/grade, GET /sessions/ID, "
+                             "DELETE /sessions/ID, WebSocket /ws")
 
     # ---- WebSocket ---------------------------------------------------------------------------------------
 

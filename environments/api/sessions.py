@@ -22,6 +22,7 @@ from gymbox.environments.api.errors import (
     EnvCrashed,
     EnvError,
     EpisodeOver,
+    InvalidRequest,
     InvalidTask,
     SessionExpired,
     StepTimeout,
@@ -30,6 +31,7 @@ from gymbox.environments.api.errors import (
 from gymbox.environments.api.models import (
     Closed,
     EnvSpec,
+    Graded,
     Health,
     Observation,
     Request,
@@ -57,6 +59,7 @@ class Session:
     owner: object | None
     turn: int = 0
     done: bool = False
+    env_seconds: float = 0.0  # spent in reset and step: what `max_seconds` limits (not the client's think time)
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -91,7 +94,8 @@ class SessionHost:
         if isinstance(request, ResetRequest):
             return await self.reset(request.task, request.seed, owner)
         if isinstance(request, SessionRequest):
-            return await (self.close(request.session) if request.op == "close" else self.state(request.session))
+            operation = {"close": self.close, "state": self.state, "grade": self.grade}[request.op]
+            return await operation(request.session)
         assert isinstance(request, ServerRequest)
         return self.health() if request.op == "health" else self.spec()
 
@@ -122,7 +126,9 @@ class SessionHost:
                           owner=owner)
         self.sessions[session.id] = session  # counted against capacity while it starts
         try:
+            began = time.monotonic()
             observation = await self._run(session, session.env.reset, task, seed, what="reset")
+            session.env_seconds += time.monotonic() - began
             if not isinstance(observation, Observation):
                 raise EnvCrashed(f"{self.env_cls.__name__}.reset returned {type(observation).__name__}, "
                                  "not an Observation")
@@ -139,8 +145,15 @@ class SessionHost:
                                   "start a new one with reset", turn=session.turn)
             if session.id not in self.sessions:  # closed while this request waited for the lock
                 raise UnknownSession(f"session {session_id} was closed while the step waited")
+            if request.turn is not None:
+                if request.turn < session.turn:
+                    raise InvalidRequest(f"step of session {session_id} says it is turn {request.turn}, but turn "
+                                         f"{session.turn - 1} has been played; turns only go forward")
+                session.turn = request.turn  # turns the client answered itself count against the limit
+            began = time.monotonic()
             result = await self._run(session, session.env.step, request.action, what="step",
                                      now=session.env.step_now)
+            session.env_seconds += time.monotonic() - began
             if not isinstance(result, StepResult):
                 await self._discard(session, "crashed")
                 raise EnvCrashed(f"{self.env_cls.__name__}.step returned {type(result).__name__}, not a StepResult")
@@ -150,12 +163,25 @@ class SessionHost:
             if not result.done:
                 if session.turn >= limits.max_turns:
                     result.truncated, result.info["truncated_by"] = True, "max_turns"
-                elif session.last_used - session.created >= limits.max_seconds:
+                elif session.env_seconds >= limits.max_seconds:
                     result.truncated, result.info["truncated_by"] = True, "max_seconds"
                 if result.truncated:
-                    result.signals.update(await self._run(session, session.env.grade, what="grade"))
+                    result.signals.update(await self._grade(session))
             session.done = result.done
             return result
+
+    async def grade(self, session_id: str) -> Graded:
+        """End an episode that the client's own limit cut off (turns, tokens, time), graded as the server's limits
+        grade theirs. Once: an episode that has ended (terminated, or truncated and graded then) is `EpisodeOver`."""
+        session = self._get(session_id)
+        async with session.lock:
+            if session.done:
+                raise EpisodeOver(f"the episode of session {session_id} has already ended after {session.turn} "
+                                  "turns; the step that ended it carries its signals", turn=session.turn)
+            if session.id not in self.sessions:
+                raise UnknownSession(f"session {session_id} was closed while the grade request waited")
+            session.done = True
+            return Graded(session=session.id, signals=await self._grade(session))
 
     async def state(self, session_id: str) -> SessionState:
         session = self._get(session_id)
@@ -187,6 +213,14 @@ class SessionHost:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- internals ---------------------------------------------------------------------------------------
+
+    async def _grade(self, session: Session) -> dict[str, float]:
+        signals = await self._run(session, session.env.grade, what="grade")
+        if not isinstance(signals, dict):
+            await self._discard(session, "crashed")
+            raise EnvCrashed(f"{self.env_cls.__name__}.grade returned {type(signals).__name__}, not a dict of "
+                             "signals")
+        return signals
 
     def _get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)

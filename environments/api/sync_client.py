@@ -8,7 +8,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from gymbox.environments.api.client import EnvClient
-from gymbox.environments.api.models import Action, Closed, EnvSpec, Health, Observation, SessionState, StepResult
+from gymbox.environments.api.models import (
+    Action,
+    Closed,
+    EnvSpec,
+    Graded,
+    Health,
+    Observation,
+    SessionState,
+    StepResult,
+)
 from gymbox.tasks.spec import TaskSpec
 
 T = TypeVar("T")
@@ -57,8 +66,12 @@ class SyncEnvClient:
     def reset(self, task: TaskSpec, seed: int | None = None, *, timeout: float | None = None) -> Observation:
         return self._loop.run(self.client.reset(task, seed, timeout=timeout))
 
-    def step(self, action: Action, *, timeout: float | None = None) -> StepResult:
-        return self._loop.run(self.client.step(action, timeout=timeout))
+    def step(self, action: Action, *, turn: int | None = None, timeout: float | None = None) -> StepResult:
+        return self._loop.run(self.client.step(action, turn=turn, timeout=timeout))
+
+    def grade(self, *, timeout: float | None = None) -> Graded:
+        """End the episode graded, as `EnvClient.grade`."""
+        return self._loop.run(self.client.grade(timeout=timeout))
 
     def state(self) -> SessionState:
         return self._loop.run(self.client.state())

@@ -56,10 +56,28 @@ def owner_alive(label: str) -> bool | None:
 
 
 @dataclass(frozen=True)
+class Volume:
+    """A writable folder in memory of at most `size`, in a container whose root file system is read-only: a tmpfs
+    volume, which (unlike a tmpfs mount) the engine sees when it copies files in or out; it starts empty, or with
+    the image's own folder at that path (`from_image`), and goes away with the container."""
+
+    path: str
+    size: str
+    mode: str = "0755"
+    agent_owned: bool = True  # owned by the agent's user; else by root
+    from_image: bool = False
+
+    def options(self, uid: str, gid: str) -> str:
+        owner = f",uid={uid},gid={gid}" if self.agent_owned else ""
+        return f"size={self.size},mode={self.mode}{owner}"
+
+
+@dataclass(frozen=True)
 class ContainerLimits:
     """Resources and privileges of one episode's container. The defaults suit an environment server whose agent
-    writes only in /workspace; a container whose image holds the agent's files (swe's checkout) needs its root file
-    system writable."""
+    writes only in /workspace; a container whose image holds the agent's files (swe's checkout) gets them in
+    `volumes` filled from the image. Every folder the agent can write is size-limited: a writable root file system
+    has no limit on some hosts' storage, so an agent could fill the host's disk."""
 
     cpus: float = 1.0
     memory: str = "1g"
@@ -70,18 +88,31 @@ class ContainerLimits:
     read_only: bool = True  # the root file system
     network: bool = False  # tasks that need the network say so; the default is none at all
     user: str = "1000:1000"  # the agent's user
+    volumes: tuple[Volume, ...] = ()  # size-limited writable folders the engine can copy files into
 
-    def run_options(self, *, user: str | None = None) -> dict[str, Any]:
-        """Docker run options: CPU, memory (no swap beyond it) and process limits, no capabilities, no privilege
-        gain, an init to reap orphans, no network unless asked; the container's process runs as `user` (by
-        default the agent's)."""
+    def run_options(self, *, user: str | None = None, caps: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Docker run options: CPU, memory (no swap beyond it) and process limits, no capabilities but `caps`, no
+        privilege gain, an init to reap orphans, no network unless asked; the container's process runs as `user`
+        (by default the agent's)."""
+        import docker.types
+
         tmpfs = {"/tmp": f"size={self.tmp},mode=1777{',exec' if self.tmp_exec else ''}"}
         if self.workspace is not None:
             tmpfs["/workspace"] = f"size={self.workspace},mode=0755,uid=1000,gid=1000"
-        return {"network_mode": "bridge" if self.network else "none", "nano_cpus": int(self.cpus * 1e9),
-                "mem_limit": self.memory, "memswap_limit": self.memory, "pids_limit": self.pids,
-                "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True,
-                "read_only": self.read_only, "user": user or self.user, "tmpfs": tmpfs}
+        options = {"network_mode": "bridge" if self.network else "none", "nano_cpus": int(self.cpus * 1e9),
+                   "mem_limit": self.memory, "memswap_limit": self.memory, "pids_limit": self.pids,
+                   "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True,
+                   "read_only": self.read_only, "user": user or self.user, "tmpfs": tmpfs}
+        if caps:
+            options["cap_add"] = list(caps)
+        if self.volumes:
+            uid, _, gid = self.user.partition(":")
+            options["mounts"] = [docker.types.Mount(
+                volume.path, None, type="volume", no_copy=True,  # the engine's copy would go to a tmpfs unmounted next
+                driver_config=docker.types.DriverConfig("local", {"type": "tmpfs", "device": "tmpfs",
+                                                                  "o": volume.options(uid, gid or uid)}))
+                for volume in self.volumes]
+        return options
 
 
 def docker_client(timeout: int = 60) -> Any:
@@ -150,7 +181,7 @@ def reap(client: Any, *, everything: bool = False) -> list[tuple[ContainerInfo, 
         if reason is None:
             continue
         try:
-            client.api.remove_container(info.id, force=True)
+            client.api.remove_container(info.id, force=True, v=True)  # v: its volumes too
             removed.append((info, reason))
         except docker.errors.NotFound:
             pass  # another reaper was faster

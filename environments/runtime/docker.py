@@ -28,6 +28,7 @@ from gymbox.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 SOCKET_DIR = "/run/gymbox"
+SERVER_CAPS = ("SETUID", "SETGID", "KILL")  # a server that runs the agent's commands as the agent's user
 
 
 @dataclass(eq=False)
@@ -47,7 +48,9 @@ class DockerRuntime(Runtime):
 
     Containers run the environment's server with no network, no capabilities, a read-only root file system and
     a size-limited writable workspace; each is labeled with its owner and expiry, and a reaper removes those
-    whose owner is gone or whose time has passed (at start, and while the runtime runs).
+    whose owner is gone or whose time has passed (at start, and while the runtime runs). The server of an
+    environment that runs the agent's commands (isolation "container") is root with `SERVER_CAPS` alone, and
+    runs them as the agent's user (`ContainerLimits.user`).
     """
 
     kind = "docker"
@@ -189,8 +192,15 @@ class DockerRuntime(Runtime):
         name = f"gymbox-{self.env_cls.name}-{uuid.uuid4().hex[:10]}"
         socket_dir = self._workdir / name
         socket_dir.mkdir()
-        os.chmod(socket_dir, 0o777)  # the server inside runs as an unprivileged user
-        options = self.limits.run_options()
+        os.chmod(socket_dir, 0o777)  # the server inside may run as an unprivileged user
+        environment = {"GYMBOX_WORKSPACE": "/workspace"}
+        if self.env_cls.isolation == "container":
+            # The server runs the agent's commands: it is root, with only the capabilities to start them as the
+            # agent's user and to end them, so that they cannot end it (the image keeps its socket out of reach).
+            options = self.limits.run_options(user="0:0", caps=SERVER_CAPS)
+            environment["GYMBOX_AGENT_USER"] = self.limits.user
+        else:
+            options = self.limits.run_options()
         if network:
             options["network_mode"] = "bridge"
         # `timeout` bounds the server's life inside the container even if no reaper ever runs again.
@@ -201,7 +211,7 @@ class DockerRuntime(Runtime):
         raw = await asyncio.to_thread(
             self._docker.containers.run, self.image, command, name=name, detach=True,
             labels=labels(self.env_cls.env_id(), self.ttl), volumes={str(socket_dir): {"bind": SOCKET_DIR}},
-            environment={"GYMBOX_WORKSPACE": "/workspace"}, **options)
+            environment=environment, **options)
         container = Container(raw.id, name, socket_dir)
         try:
             await self._wait_healthy(container)
@@ -231,7 +241,7 @@ class DockerRuntime(Runtime):
         import docker.errors
 
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            await asyncio.to_thread(self._docker.api.remove_container, container.id, force=True)
+            await asyncio.to_thread(self._docker.api.remove_container, container.id, force=True, v=True)
         shutil.rmtree(container.socket_dir, ignore_errors=True)
 
     async def _reap_forever(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tarfile
 import time
 import uuid
@@ -12,18 +13,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gymbox.environments.api.errors import TransportError
-from gymbox.environments.runtime.containers import ContainerLimits, labels
+from gymbox.environments.runtime.containers import ContainerLimits, Volume, labels
+from gymbox.environments.runtime.images import image_files
 from gymbox.environments.runtime.sandbox import MAX_OUTPUT, ExecResult, OutputCap, Sandbox, Wording
 
 # The wrapper every command runs in: a time limit for the command and everything it starts (`timeout` signals
 # its whole process group), and output to a file so that background jobs cannot hold the engine's stream open.
 # It prints the output's size, then the output, or only its two ends when it is over the cap (cut where it is
-# least useful; `OutputCap` puts the marker between them).
+# least useful; `OutputCap` puts the marker between them). When /tmp is full, it says that the output was lost.
 _WRAP = """\
 out=$(mktemp /tmp/.gymbox-out.XXXXXX) || exit 125
 timeout -s KILL {seconds} bash -c "$1" </dev/null >"$out" 2>&1
 code=$?
 size=$(stat -c %s "$out")
+if [ "$size" = 0 ] && [ "$(df -P /tmp | awk 'NR == 2 {{print $4}}')" = 0 ]; then
+  note="[the output was lost: /tmp, where it is kept, is full]"
+  echo "${{#note}}"; echo "$note"; rm -f "$out"; exit $code
+fi
 echo "$size"
 if [ "$size" -gt {cap} ]; then
   head -c {half} "$out"; tail -c {half} "$out"
@@ -33,18 +39,23 @@ fi
 rm -f "$out"
 exit $code
 """
-# The image holds the agent's files (a checkout), so the root file system stays writable; test suites get more
-# memory and processes than a server's container, and may run programs from /tmp.
-LIMITS = ContainerLimits(memory="2g", pids=512, tmp="256m", tmp_exec=True, workspace=None, read_only=False)
+# The image holds the agent's files (a checkout at /repo): each container gets them in a size-limited volume filled
+# from the image, beside a home and a /var/tmp of their own, on a read-only root file system, so that nothing the
+# agent writes reaches the host's disk. Test suites get more memory and processes than a server's container, and
+# may run programs from /tmp.
+LIMITS = ContainerLimits(memory="2g", pids=512, tmp="256m", tmp_exec=True, workspace=None, volumes=(
+    Volume("/repo", "1g", from_image=True), Volume("/home/agent", "128m", from_image=True),
+    Volume("/var/tmp", "256m", mode="1777", agent_owned=False)))
 
 
 class ContainerSandbox(Sandbox):
     """A running container of an image; removed by `close()` (and by the reaper if its owner dies)."""
 
     def __init__(self, client: Any, container_id: str, name: str, *, user: str = ContainerLimits.user,
-                 wording: Wording | None = None) -> None:
+                 wording: Wording | None = None, volumes: tuple[str, ...] = ()) -> None:
         self.client, self.id, self.name = client, container_id, name
         self.user, self.wording = user, wording or Wording()
+        self.volumes = volumes  # folders whose files live in memory: a restart would lose them
 
     @classmethod
     def start(cls, client: Any, image: str, *, env_id: str, limits: ContainerLimits = LIMITS,
@@ -64,7 +75,17 @@ class ContainerSandbox(Sandbox):
                                  "packages', `gymbox images build` the environments')") from None
         except docker.errors.DockerException as exc:
             raise TransportError(f"cannot start a container of {image}: {exc}") from exc
-        return cls(client, raw.id, name, user=limits.user, wording=wording)
+        box = cls(client, raw.id, name, user=limits.user, wording=wording,
+                  volumes=tuple(volume.path for volume in limits.volumes))
+        try:
+            for volume in limits.volumes:
+                files = _image_folder(client, image, volume.path) if volume.from_image else b""
+                if files:
+                    box.put_archive(volume.path, rebase(files))
+        except BaseException:
+            box.remove()
+            raise
+        return box
 
     def exec(self, command: str, *, timeout: float, workdir: str | Path | None = None,
              env: dict[str, str] | None = None, max_output: int = MAX_OUTPUT) -> ExecResult:
@@ -90,25 +111,43 @@ class ContainerSandbox(Sandbox):
         return ExecResult(None if timed_out else code, output, seconds, timeout, omitted, self.wording)
 
     def put_files(self, files: dict[str, bytes], *, mode: int = 0o644) -> None:
-        """Write files through the engine, owned by the agent's user, in folders of theirs.
+        """Write files (absolute paths) through the engine, owned by the agent's user, in folders of theirs.
 
-        Not under a tmpfs mount such as /tmp: the engine writes beneath the mount, where nothing sees the files.
+        Not under a tmpfs mount such as /tmp: the engine writes beneath the mount, where nothing sees the files. On
+        a read-only root file system, only under a volume.
         """
+        import docker.errors
+
+        paths = {PurePosixPath("/", path): data for path, data in files.items()}
+        anchor = PurePosixPath(os.path.commonpath([str(path.parent) for path in paths]))
+        while True:  # the engine copies only into a folder that exists: the nearest one above the files
+            try:
+                self.put_archive(str(anchor), self._archive(paths, anchor, mode), missing_ok=True)
+                return
+            except docker.errors.NotFound:
+                if anchor == anchor.parent:
+                    raise TransportError(f"container {self.name} has no root folder") from None
+                anchor = anchor.parent
+
+    def _archive(self, files: dict[PurePosixPath, bytes], anchor: PurePosixPath, mode: int) -> bytes:
+        """The files as a tar archive relative to `anchor`, with their folders below it (mode 0700)."""
         uid = int(self.user.split(":")[0])
+        folders = {folder for path in files for folder in path.parents if folder.is_relative_to(anchor)} - {anchor}
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for folder in sorted({str(PurePosixPath(path).parent) for path in files} - {"/"}):
-                info = tarfile.TarInfo(folder.lstrip("/"))
+            for folder in sorted(folders):
+                info = tarfile.TarInfo(str(folder.relative_to(anchor)))
                 info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700, uid, uid
                 tar.addfile(info)
             for path, data in files.items():
-                info = tarfile.TarInfo(path.lstrip("/"))
+                info = tarfile.TarInfo(str(path.relative_to(anchor)))
                 info.size, info.mode, info.uid, info.gid, info.mtime = len(data), mode, uid, uid, int(time.time())
                 tar.addfile(info, io.BytesIO(data))
-        self.put_archive("/", buffer.getvalue())
+        return buffer.getvalue()
 
-    def put_archive(self, path: str, data: bytes) -> None:
-        if not self._api("put_archive", self.id, path, data):
+    def put_archive(self, path: str, data: bytes, *, missing_ok: bool = False) -> None:
+        """Unpack a tar archive into the folder `path`; with `missing_ok`, docker's NotFound when there is none."""
+        if not self._api("put_archive", self.id, path, data, missing_ok=missing_ok):
             raise TransportError(f"the engine refused to copy files into container {self.name} at {path}")
 
     def get_archive(self, path: str) -> bytes:
@@ -139,29 +178,61 @@ class ContainerSandbox(Sandbox):
         self.restart()
 
     def restart(self) -> None:
-        """End every process in the container (its init is killed, so the kernel ends the rest); files stay."""
+        """End every process in the container (its init is killed, so the kernel ends the rest); files stay (those
+        in volumes, which live in memory, are copied out and back)."""
+        running = self._api("inspect_container", self.id)["State"]["Running"]
+        if self.volumes and not running:
+            raise TransportError(f"container {self.name} stopped, and the files it held in memory are gone; the "
+                                 "episode cannot go on")
+        saved = {path: self.get_archive(path) for path in self.volumes}
         self._api("restart", self.id, timeout=0)
+        for path, data in saved.items():
+            self.put_archive(path, rebase(data))
 
     def remove(self) -> None:
         """Remove the container, with every process and file in it."""
         import docker.errors
 
         with contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_container(self.id, force=True)
+            self.client.api.remove_container(self.id, force=True, v=True)  # v: its volumes too
 
     def close(self) -> None:
         self.remove()
 
-    def _api(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _api(self, method: str, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
         import docker.errors
 
         try:
             return getattr(self.client.api, method)(*args, **kwargs)
         except docker.errors.NotFound as exc:
-            if method == "get_archive":
+            if method == "get_archive" or missing_ok:
                 raise
             raise TransportError(f"container {self.name} is gone ({exc.explanation}); the episode cannot go on") \
                 from exc
         except docker.errors.APIError as exc:
             raise TransportError(f"the Docker engine failed on {method} in container {self.name}: "
                                  f"{exc.explanation or exc}") from exc
+
+
+def rebase(archive: bytes) -> bytes:
+    """An archive of one folder (as the engine reads it: names start with the folder's) with names relative to that
+    folder, its own entry left out: what the engine unpacks into the folder itself, as into a volume."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src:
+            member.name = member.name.partition("/")[2]
+            if member.islnk():
+                member.linkname = member.linkname.partition("/")[2]
+            if member.name:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
+def _image_folder(client: Any, image: str, path: str) -> bytes:
+    """The image's folder at `path` as an archive; an empty one when the image has no such folder."""
+    import docker.errors
+
+    try:
+        return image_files(client, image, path)
+    except docker.errors.NotFound:
+        return b""

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from gymbox.environments.api.client import Channel, EnvClient
 from gymbox.environments.api.env import Environment
-from gymbox.environments.api.errors import InvalidRequest, StepTimeout, TransportError
+from gymbox.environments.api.errors import EnvError, InvalidReply, InvalidRequest, StepTimeout, TransportError
 from gymbox.environments.api.models import REQUEST
 from gymbox.environments.api.registry import Registry, load_target
 from gymbox.environments.api.sessions import SessionHost
@@ -37,8 +37,17 @@ class LocalChannel(Channel):
                 result = await self.host.handle(decoded, self._owner)
         except TimeoutError:
             raise StepTimeout(f"no result from {self.address} within {timeout:g} s", limit=timeout) from None
-        # Through JSON, as on the wire: what an environment returns must survive encoding.
-        return model.model_validate_json(result.model_dump_json())
+        # Through JSON, as on the wire: what an environment returns must survive encoding; what does not fails as
+        # it does on a server (an untyped server error, or a reply that does not validate).
+        try:
+            encoded = result.model_dump_json()
+        except Exception as exc:
+            raise EnvError(f"server error: {exc!r}") from exc
+        try:
+            return model.model_validate_json(encoded)
+        except ValidationError as exc:
+            raise InvalidReply(f"{self.address} answered with a {model.__name__} that does not validate: {exc}") \
+                from None
 
     async def aclose(self) -> None:
         await self.host.close_owned(self._owner)

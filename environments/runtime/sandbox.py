@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 MAX_OUTPUT = 16_384
 # After a local command exits, how long to wait for output still buffered in the pipe; a background process
@@ -129,11 +129,19 @@ class Sandbox(ABC):
 
 class LocalSandbox(Sandbox):
     """Commands as child processes of this one, each in a process group of its own; the confinement is the
-    container this process runs in (the shell environment's server runs inside its episode's container)."""
+    container this process runs in (the shell environment's server runs inside its episode's container).
 
-    def __init__(self, workdir: Path, *, env: dict[str, str] | None = None, wording: Wording | None = None) -> None:
+    With `user` ("uid:gid") and this process running as root, the commands run as that user, with no
+    supplementary groups: they can then neither signal this process nor reach its files, so an agent's `kill -9 -1`
+    ends only its own processes. In a container, root needs only the SETUID, SETGID and KILL capabilities for it.
+    `end_processes` then ends every process of that user: give one only where the sandbox has the machine to itself.
+    """
+
+    def __init__(self, workdir: Path, *, env: dict[str, str] | None = None, wording: Wording | None = None,
+                 user: str | None = None) -> None:
         self.workdir, self.env, self.wording = workdir, env, wording or Wording()
         self.groups: set[int] = set()  # every command's process group: what it left in the background is there
+        self.ids = _ids(user) if user and os.geteuid() == 0 else None  # (uid, gid) the commands switch to
 
     def exec(self, command: str, *, timeout: float, workdir: str | Path | None = None,
              env: dict[str, str] | None = None, max_output: int = MAX_OUTPUT) -> ExecResult:
@@ -141,7 +149,7 @@ class LocalSandbox(Sandbox):
         variables = self.env if not env else {**(os.environ if self.env is None else self.env), **env}
         proc = subprocess.Popen(["bash", "-c", command], cwd=workdir or self.workdir, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=variables)
+                                env=variables, **self._as_user())
         self.groups.add(proc.pid)
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
@@ -187,12 +195,35 @@ class LocalSandbox(Sandbox):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def clear(self) -> None:
+        """End the commands' processes and empty the working folder, with the commands' own rights (a server that
+        runs them as another user cannot write there)."""
+        self.end_processes()
+        self.exec("chmod -R u+rwX . 2>/dev/null; find . -mindepth 1 -delete", timeout=60)
+
     def end_processes(self) -> None:
         for pgid in self.groups:
             kill_group(pgid)
+        if self.ids is not None:  # and everything of the commands' user, wherever it moved (setsid, double fork)
+            for _ in range(2):  # twice, for children forked while the first signal went out
+                subprocess.run(["bash", "-c", "kill -KILL -1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               **self._as_user())
 
     def close(self) -> None:
         self.end_processes()
+
+    def _as_user(self) -> dict[str, Any]:
+        if self.ids is None:
+            return {}
+        return {"user": self.ids[0], "group": self.ids[1], "extra_groups": []}
+
+
+def _ids(user: str) -> tuple[int, int]:
+    uid, _, gid = user.partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        raise ValueError(f"the sandbox's user must be numeric, 'uid' or 'uid:gid', not {user!r}") from None
 
 
 def kill_group(pgid: int) -> None:

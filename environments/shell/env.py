@@ -58,14 +58,20 @@ class ShellEnv(ToolEnv):
             raise InvalidTask(f"shell task {task.id!r} needs payload.checks, a list of {{name, run}} scripts")
         self.task, self.seed = task, seed
         self.command_seconds = float(task.payload.get("command_seconds", COMMAND_SECONDS))
+        if self.box is not None:  # an earlier reset of this session: what it left running ends
+            self.box.close()
         self.workspace, self._owns_workspace = _sandbox_workspace()
-        _empty(self.workspace)
+        self.workspace.mkdir(parents=True, exist_ok=True)
         # A small fixed environment: the server's own variables are none of the agent's business, and the same
         # seed must give the same `env` output.
         self.env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(self.workspace),
                     "LANG": "C.UTF-8", "TERM": "dumb", "SEED": str(seed)}
         self.commands = self.failed = 0
-        self.box = LocalSandbox(self.workspace, env=self.env, wording=WORDING)
+        # In its container the server is root and the agent's commands run as the agent's user (the docker runtime
+        # says which): then nothing the agent runs can kill the server, so every episode ends graded.
+        self.box = LocalSandbox(self.workspace, env=self.env, wording=WORDING,
+                                user=os.environ.get("GYMBOX_AGENT_USER"))
+        self.box.clear()
         setup = task.payload.get("setup", "")
         if setup:
             result = self._run(setup, SETUP_SECONDS)
@@ -118,12 +124,3 @@ class ShellEnv(ToolEnv):
             self.box.close()
         if self._owns_workspace and self.workspace is not None:
             shutil.rmtree(self.workspace, ignore_errors=True)
-
-
-def _empty(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()

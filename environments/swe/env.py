@@ -1,25 +1,27 @@
 """`swe`: the agent fixes a real Python repository; hidden tests, run after it submits, grade the fix.
 
 Each episode gets a container of its own, started and driven from outside through the Docker engine (this
-process never runs the agent's commands itself). The tests are not in the container while the agent works.
-Grading first kills every process of the agent's user, then puts back everything outside the package's source
-folder from the image's copy held here, and runs the task's tests with a time limit of its own.
+process never runs the agent's commands itself). The checkout is a size-limited volume in memory filled from the
+image, on a read-only root file system: the agent cannot fill the host's disk. The tests are not in the container
+while the agent works. Grading first kills every process of the agent's user, then puts back everything outside
+the package's source folder from the image's copy held here, and runs the task's tests with a time limit of its own.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from gymbox.environments.api import Message, Observation, TaskSpec, ToolEnv, ToolResult, tool
 from gymbox.environments.api.errors import InvalidTask
-from gymbox.environments.runtime.containers import docker_client, reap
+from gymbox.environments.runtime.containers import ContainerLimits, docker_client, reap
 from gymbox.environments.runtime.docker_sandbox import LIMITS, ContainerSandbox
 from gymbox.environments.runtime.images import build_from_dockerfile, image_files
 from gymbox.environments.swe import repo
-from gymbox.tasks.swe.grader import run_tests
+from gymbox.tasks.swe.grader import TestRun, run_tests
 from gymbox.tasks.swe.packages import Package, package
 from gymbox.tasks.swe.swebench import checkout
 
@@ -78,7 +80,8 @@ class SweEnv(ToolEnv):
                 build_from_dockerfile(self.client, Path(payload["dockerfile"]), self.pkg.image())
             except (OSError, RuntimeError) as exc:
                 raise InvalidTask(f"swe task {task.id!r} (Dockerfile {payload['dockerfile']}): {exc}") from None
-        self.box = ContainerSandbox.start(self.client, self.pkg.image(), env_id=self.env_id(), limits=self.limits)
+        self.box = ContainerSandbox.start(self.client, self.pkg.image(), env_id=self.env_id(),
+                                          limits=_checkout_at(self.limits, self.pkg.root))
         try:
             self.start_commit = repo.prepare(self.box, self.pkg, bug_patch, commit=payload.get("base_commit"))
         except BaseException:
@@ -189,16 +192,22 @@ class SweEnv(ToolEnv):
         box = self.box
         assert box is not None
         box.end_processes()  # whatever the agent left running ends before anything is read or run
+        repo.clear_scratch(box)  # commands' output passes through /tmp: it must have room for the grader's
         patch = repo.agent_patch(box, self.start_commit, root=self.pkg.root)
         box.end_processes()  # git may have run filters the agent configured in .git/config: they end too
-        repo.restore(box, self.pkg, image_files(self.client, self.pkg.image(), self.pkg.root),
-                     test_patch=self.test_patch)
-        run = run_tests(box, self.pkg, self.tests, timeout=self.grade_seconds, expect=self.tests)
+        try:
+            repo.restore(box, self.pkg, image_files(self.client, self.pkg.image(), self.pkg.root),
+                         test_patch=self.test_patch)
+            run = run_tests(box, self.pkg, self.tests, timeout=self.grade_seconds, expect=self.tests)
+            full = False
+        except repo.NoRoom as exc:  # the agent's doing: its checkout cannot be tested, so no test passes
+            run, full = TestRun(outcomes=dict.fromkeys(self.tests, "failed"), output=f"not run: {exc}"), True
         passing = run.passing()
         f2p = sum(test in passing for test in self.fail_to_pass) / len(self.fail_to_pass)
         p2p = [test for test in self.tests[len(self.fail_to_pass):] if test not in passing]
         resolved = f2p == 1.0 and not p2p
-        changed = patch is None or bool(patch.strip())  # None: the agent broke git, so something did change
+        # None: the agent broke git; full: it filled the checkout (git could not even read it): something changed
+        changed = full or patch is None or bool(patch.strip())
         level = 0 if not submitted else 3 if resolved else 2 if changed else 1
         self.last_run, self.patch = run, patch
         self.outcome = {"success": float(resolved), "resolved": float(resolved), "submitted": float(submitted),
@@ -225,6 +234,12 @@ class SweEnv(ToolEnv):
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+def _checkout_at(limits: ContainerLimits, root: str) -> ContainerLimits:
+    """The limits with the checkout's volume at `root`: SWE-bench's images keep it at /testbed."""
+    volumes = tuple(replace(volume, path=root) if volume.path == repo.REPO else volume for volume in limits.volumes)
+    return replace(limits, volumes=volumes)
 
 
 def _ids(payload: dict[str, Any], key: str) -> list[str]:

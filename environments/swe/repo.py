@@ -2,7 +2,7 @@
 
 Only the package's source folder is the agent's to change. Everything else in the checkout (tests, conftest.py,
 pytest's configuration, top-level files) is put back from the image's own copy, held outside the container,
-before any test runs, so nothing the agent leaves there reaches the grader.
+before any test runs, so nothing the agent leaves there reaches the grader; the scratch folders are emptied.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from gymbox.environments.api.errors import InvalidTask
-from gymbox.environments.runtime.docker_sandbox import ContainerSandbox
+from gymbox.environments.runtime.docker_sandbox import ContainerSandbox, rebase
 from gymbox.tasks.swe.packages import Package
 
 REPO = "/repo"
@@ -24,6 +24,11 @@ TASK_DIR = "/var/tmp/gymbox-task"
 GIT_ENV = {"GIT_AUTHOR_NAME": "gymbox", "GIT_AUTHOR_EMAIL": "gymbox@localhost", "GIT_COMMITTER_NAME": "gymbox",
            "GIT_COMMITTER_EMAIL": "gymbox@localhost", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
            "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+SCRATCH = ("/tmp", "/var/tmp")  # the agent's to fill; emptied before grading, which writes there
+
+
+class NoRoom(Exception):
+    """The agent filled the checkout's size-limited folder: the image's files cannot be put back to run the tests."""
 
 
 def prepare(box: ContainerSandbox, pkg: Package, bug_patch: str, *, commit: str | None = None,
@@ -45,6 +50,13 @@ def prepare(box: ContainerSandbox, pkg: Package, bug_patch: str, *, commit: str 
         raise InvalidTask(f"cannot put {pkg.name} {pkg.version} at the task's state in {pkg.image()}: "
                           f"{result.render()}")
     return result.output.strip().splitlines()[-1]
+
+
+def clear_scratch(box: ContainerSandbox, timeout: float = 60.0) -> None:
+    """Empty the scratch folders, which the agent may have filled: every command's output passes through /tmp."""
+    folders = " ".join(SCRATCH)
+    box.exec(f"chmod -R u+rwX {folders} 2>/dev/null; find {folders} -mindepth 1 -delete 2>/dev/null; true",
+             timeout=timeout)
 
 
 def agent_patch(box: ContainerSandbox, start: str, *, root: str = REPO, timeout: float = 60.0) -> str | None:
@@ -80,7 +92,19 @@ def restore(box: ContainerSandbox, pkg: Package, originals: bytes, *, test_patch
     restored = _restorable(pkg, originals)
     if test_patch:  # applied here, by this machine's git, so that no git runs in the container during grading
         restored = _patched(restored, test_patch, PurePosixPath(pkg.root).name)
-    box.put_archive(str(PurePosixPath(pkg.root).parent), restored)
+    restored = rebase(restored)  # into the checkout's folder itself: a volume, on a read-only root file system
+    _check_room(box, pkg.root, restored, timeout)
+    box.put_archive(pkg.root, restored)
+
+
+def _check_room(box: ContainerSandbox, root: str, archive: bytes, timeout: float) -> None:
+    """Raise `NoRoom` when the checkout's file system lacks the room the archive's files take (a page or more
+    each): the agent filled it, and the engine would fail halfway."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        needed = sum(4096 + member.size for member in tar)
+    free = box.exec(f"df -B1 --output=avail {shlex.quote(root)} | tail -n 1", timeout=timeout).output.strip()
+    if free.isdigit() and int(free) < needed:
+        raise NoRoom(f"{root} has {int(free):,} bytes free, and the checkout's files need {needed:,}")
 
 
 def _patched(archive: bytes, patch: str, top: str) -> bytes:
