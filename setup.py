@@ -16,5 +16,7 @@ setup(
     # Data files live in plain folders (tasks/data/...), not packages: list them by pattern.
     package_data={"": ["*.json", "*.jsonl", "*.yaml", "*.txt", "Dockerfile"],
                   "gymbox.tasks": ["data/*/*.yaml", "data/*/*.json", "data/*/*.jsonl"]},
-    include_package_data=True,
+    # Only the files listed above: with True, setuptools warns at length about every data folder (which it takes
+    # for a package), and the wheel holds the same files either way.
+    include_package_data=False,
 )

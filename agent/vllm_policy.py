@@ -75,6 +75,9 @@ class VLLMPolicy(Policy):
             # its torch.Generator with set_offset, which CPU generators lack, and the engine dies. Unsplit
             # prompts avoid it; the step budget then grows to max_model_len.
             engine_kwargs.setdefault("enable_chunked_prefill", False)
+        # vLLM's default reports log-probs of the raw logits; training weighs each token by the probability it was
+        # sampled with (after temperature, top-k and top-p), which "processed" reports.
+        engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         if overrides := hf_overrides(self.model_path):
             engine_kwargs.setdefault("hf_overrides", overrides)
         args = vllm.AsyncEngineArgs(model=self.model_path, tokenizer=self.model_path, max_model_len=max_model_len,

@@ -60,8 +60,10 @@ async def reset_latency(task: TaskSpec, n: int, *, warm: bool) -> dict[str, floa
     return percentiles(samples)
 
 
-async def throughput(tasks: list[TaskSpec], concurrency: int, episodes: int) -> dict[str, float]:
-    """Episodes/s when `concurrency` episodes run at once, each solving a shell task with its reference solution."""
+async def throughput(tasks: list[TaskSpec], concurrency: int, episodes: int,
+                     capacity: int | None = None) -> dict[str, float]:
+    """Episodes/s when `concurrency` episodes are asked for at once, each solving a shell task with its reference
+    solution; the runtime runs at most `capacity` of them (by default what the machine holds) and queues the rest."""
     failed: list[str] = []
 
     async def episode(runtime: DockerRuntime, task: TaskSpec) -> None:
@@ -72,8 +74,9 @@ async def throughput(tasks: list[TaskSpec], concurrency: int, episodes: int) -> 
             if result.signals.get("success", 0.0) != 1.0:
                 failed.append(task.id)
 
-    async with DockerRuntime("shell", pool_size=concurrency) as runtime:
-        while runtime._pool.qsize() < concurrency:  # start from a full pool, as a long run would be
+    async with DockerRuntime("shell", pool_size=concurrency, capacity=capacity) as runtime:
+        assert runtime.capacity is not None
+        while runtime._pool.qsize() < min(concurrency, runtime.capacity):  # a full pool, as a long run would have
             await asyncio.sleep(0.1)
         queue: asyncio.Queue[TaskSpec] = asyncio.Queue()
         for i in range(episodes):
@@ -86,13 +89,13 @@ async def throughput(tasks: list[TaskSpec], concurrency: int, episodes: int) -> 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"episodes_per_s": episodes / elapsed, "episodes": episodes,
+    return {"episodes_per_s": episodes / elapsed, "episodes": episodes, "capacity": runtime.capacity,
             "success_rate": 1 - len(failed) / episodes, "failed": sorted(failed)}
 
 
 async def idle_memory(engine: docker.DockerClient, pool: int) -> dict[str, float]:
     """Memory of containers waiting in the pool, as `docker stats` counts it (usage less inactive file cache)."""
-    async with DockerRuntime("shell", pool_size=pool) as runtime:
+    async with DockerRuntime("shell", pool_size=pool, capacity=pool) as runtime:
         while runtime._pool.qsize() < pool:
             await asyncio.sleep(0.1)
         await asyncio.sleep(2.0)  # let the servers settle after start
@@ -120,7 +123,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for concurrency in args.concurrency:
         err.print(f"episodes at concurrency {concurrency}")
         episodes = max(args.episodes, 2 * concurrency)
-        figures["throughput"][str(concurrency)] = await throughput(tasks, concurrency, episodes)
+        figures["throughput"][str(concurrency)] = await throughput(tasks, concurrency, episodes, args.capacity)
     err.print("idle memory")
     figures["idle_memory"] = await idle_memory(engine, args.pool)
     figures["leaked"] = len([c for c in list_containers(engine) if c.owner == owner_label()])
@@ -146,7 +149,7 @@ def show(figures: dict[str, Any]) -> None:
         table.add_row(f"{key.replace('_', ' ')} p50 / p99", f"{row['p50_ms']:.0f} / {row['p99_ms']:.0f} ms", goal)
     for concurrency, row in figures["throughput"].items():
         table.add_row(f"episodes/s at concurrency {concurrency}", f"{row['episodes_per_s']:.2f}",
-                      f"{row['episodes']} episodes, success {row['success_rate']:.0%}")
+                      f"{row['episodes']} episodes, capacity {row.get('capacity')}, success {row['success_rate']:.0%}")
     memory = figures["idle_memory"]
     table.add_row("idle pooled container, mean / max", f"{memory['mean_mb']:.1f} / {memory['max_mb']:.1f} MB",
                   "< 64 MB")
@@ -160,6 +163,7 @@ if __name__ == "__main__":
     parser.add_argument("--warm", type=int, default=30, help="warm resets to time")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--episodes", type=int, default=16, help="episodes per concurrency level (at least 2x it)")
+    parser.add_argument("--capacity", type=int, help="containers at once (default: what the machine holds)")
     parser.add_argument("--pool", type=int, default=8, help="pooled containers whose idle memory is measured")
     parser.add_argument("--quick", action="store_true", help="fewer samples, concurrency 1 and 8")
     arguments = parser.parse_args()

@@ -52,7 +52,7 @@ def gymbox_samples(batch: Sequence[Rollout]) -> list[Any]:
         p, c = len(r.prompt_ids), len(r.completion_ids)
         samples.append(Sample(token_ids=r.prompt_ids + r.completion_ids, mask=[0] * p + [1] * c,
                               advantages=[0.0] * p + [r.advantage] * c, logprobs=[0.0] * (p + c), source=f"s{i}"))
-        # rollout log-probs stay 0: with `old_logprobs: recompute` (the default) the learner never reads them
+        # rollout log-probs stay 0: with `old_logprobs: recompute` (set below) the learner never reads them
     return samples
 
 
@@ -70,7 +70,8 @@ class GymboxSide:
         extra = {} if args.share_prefix is None else {"share_prefix": args.share_prefix}
         self.config = LearnerConfig(lr=args.lr, max_grad_norm=1.0, micro_batch_size=args.micro_batch_size,
                                     clip_low=args.epsilon, clip_high=args.epsilon, kl_coef=0.0,
-                                    aggregation=args.aggregation, precision=args.precision, seed=args.seed, **extra)
+                                    aggregation=args.aggregation, precision=args.precision, seed=args.seed,
+                                    old_logprobs="recompute", **extra)  # TRL's step: no importance correction
         self.learner = Learner(load_model(path, device), self.config, pad_id=pad_id)
         self.samples = gymbox_samples(batch)
         self.device = device

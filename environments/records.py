@@ -121,6 +121,9 @@ class Trajectory(Record):
                                "the episode's time limit counts")
     policy_seconds: float = Field(default=0.0, description="time waiting for the policy's replies, queueing "
                                   "behind other episodes included; no limit counts it")
+    queue_seconds: float = Field(default=0.0, description="time waiting for an environment session before the "
+                                 "episode began (the docker runtime queues episodes beyond its capacity); no "
+                                 "limit counts it")
 
     @model_validator(mode="after")
     def _ordered(self) -> Trajectory:

@@ -51,15 +51,20 @@ async def attempt(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: E
                   base_seed: int, provenance: Provenance) -> Trajectory:
     """One try of one rollout on a fresh session; a session that cannot be opened is recorded, not raised, and a
     session that fails to close after its episode ended keeps the episode (it happened; only the cleanup failed)."""
+    asked = time.monotonic()
     try:
         client = await runtime.client(task=task, timeout=task.limits.step_seconds + 30)
     except Exception as err:
         error = EpisodeError(code=err.code, message=str(err), infra=err.infra) if isinstance(err, EnvError) \
             else unexpected(err)
-        return failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
+        record = failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
+        record.queue_seconds = time.monotonic() - asked
+        return record
+    queued = time.monotonic() - asked
     try:
         trajectory = await run_episode(client, task, policy, config=config, seed=group_seed(base_seed, task),
                                        sample=sample, base_seed=base_seed, provenance=provenance)
+        trajectory.queue_seconds = queued
     except BaseException:
         try:
             await client.close()

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from gymbox.agent.learner import checkpoint
-from gymbox.agent.learner.batch import Sample, collate
+from gymbox.agent.learner import checkpoint, forward
+from gymbox.agent.learner.batch import Sample, collate, sample_of
 from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.learner.learner import Learner
-from gymbox.agent.learner.loss import AGGREGATIONS
+from gymbox.agent.learner.loss import AGGREGATIONS, grpo_terms, truncated_is_weights
 
 VOCAB = 32
 
@@ -89,29 +89,119 @@ def test_loss_equals_hand_computed_value() -> None:
     # Two symbols; table row for token 0 = logits [0, ln 3] (p(1|0) = 3/4), row for token 1 = [0, 0] (p = 1/2).
     table = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
     # Sequence a: 0 -> 1 -> 0, policy tokens at positions 1, 2; sequence b: 1 -> 1, policy token at position 1.
+    # The recorded log-probs are the sampler's (vLLM's), which differ from the learner's.
     a = Sample(token_ids=[0, 1, 0], mask=[0, 1, 1], advantages=[0, 2.0, 2.0], logprobs=[0, math.log(0.5), -2.0])
     b = Sample(token_ids=[1, 1], mask=[0, 1], advantages=[0, -1.0], logprobs=[0, math.log(0.25)])
-    # Token log-probs now: a1 = ln 3/4, a2 = ln 1/2 (after token 1), b1 = ln 1/2.
-    # Ratios: a1 = (3/4)/(1/2) = 1.5 -> clipped to 1.2 for A = 2: -min(3.0, 2.4) = -2.4
-    #         a2 = 0.5 / e^-2 = 3.6945 -> clipped to 1.2: -2.4
-    #         b1 = 0.5 / 0.25 = 2 with A = -1: -min(-2, -1.2) = 2.0
-    expected = {"token_mean": (-2.4 - 2.4 + 2.0) / 3,
-                "seq_mean": ((-2.4 - 2.4) / 2 + 2.0) / 2,
-                "dr_grpo": (-2.4 - 2.4 + 2.0) / (2 * 2)}
+    # Learner log-probs: a1 = ln 3/4, a2 = ln 1/2 (after token 1), b1 = ln 1/2. One step per batch: the PPO ratio
+    # is 1 (old = the learner's own), and each token's term is weighted by min(pi_old / pi_rollout, 2):
+    #   a1: 1.5 -> -1.5 * 2 = -3.0;  a2: 0.5 e^2 = 3.69, truncated to 2 -> -2 * 2 = -4.0;  b1: 2 -> -2 * -1 = 2.0
+    expected = {"token_mean": (-3.0 - 4.0 + 2.0) / 3,
+                "seq_mean": ((-3.0 - 4.0) / 2 + 2.0) / 2,
+                "dr_grpo": (-3.0 - 4.0 + 2.0) / (2 * 2)}
+    ratios = [1.5, 0.5 * math.exp(2), 2.0]
     for aggregation, value in expected.items():
-        config = LearnerConfig(lr=0.1, old_logprobs="rollout", aggregation=aggregation, precision="fp32")
+        config = LearnerConfig(lr=0.1, old_logprobs="rollout", tis_cap=2.0, aggregation=aggregation,
+                               precision="fp32")
         stats = Learner(Bigram(table), config).update([a, b])
         assert stats.loss == pytest.approx(value, abs=1e-6), aggregation
-        assert stats.clip_fraction == pytest.approx(2 / 3)  # a1 and a2 took the clipped term
+        assert stats.clip_fraction == 0.0  # the ratio against the learner's own log-probs starts at 1
+        # The mismatch, k3 of KL(pi_rollout || pi_old) per token: w - ln w - 1 with w = pi_old / pi_rollout.
+        assert stats.mismatch_kl == pytest.approx(sum(w - math.log(w) - 1 for w in ratios) / 3, rel=1e-5)
+        assert stats.is_ratio_mean == pytest.approx(sum(ratios) / 3, rel=1e-5)
+        assert stats.is_ratio_max == pytest.approx(0.5 * math.exp(2), rel=1e-5)
+        assert stats.is_truncated_fraction == pytest.approx(1 / 3)  # a2 only: b1's weight is exactly the cap
+
+
+def test_clipped_ratio_equals_hand_computed_terms() -> None:
+    # The tokens above with old log-probs from before an update: ratios 1.5, 3.69 (A = 2) and 2 (A = -1).
+    logp = torch.tensor([math.log(0.75), math.log(0.5), math.log(0.5)])
+    old = torch.tensor([math.log(0.5), -2.0, math.log(0.25)])
+    adv = torch.tensor([2.0, 2.0, -1.0])
+    terms = grpo_terms(logp, old, adv)
+    torch.testing.assert_close(terms.loss, torch.tensor([-2.4, -2.4, 2.0]))  # -min(r A, clip(r, 0.8, 1.2) A)
+    assert terms.clipped.tolist() == [1.0, 1.0, 0.0]
+    weighted = grpo_terms(logp, old, adv, is_weights=torch.tensor([0.5, 2.0, 1.0]))
+    torch.testing.assert_close(weighted.loss, torch.tensor([-1.2, -4.8, 2.0]))
+    assert weighted.clipped.tolist() == [1.0, 1.0, 0.0]  # the weight scales the term, not the clip decision
 
 
 def test_clip_higher_lets_a_positive_token_grow_further() -> None:
-    table = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
-    a = Sample(token_ids=[0, 1], mask=[0, 1], advantages=[0, 1.0], logprobs=[0, math.log(0.6)])  # ratio 1.25
-    low = Learner(Bigram(table), LearnerConfig(old_logprobs="rollout", precision="fp32")).update([a])
-    high = Learner(Bigram(table), LearnerConfig(old_logprobs="rollout", precision="fp32", clip_high=0.28)).update([a])
-    assert low.loss == pytest.approx(-1.2) and low.clip_fraction == 1.0
-    assert high.loss == pytest.approx(-1.25) and high.clip_fraction == 0.0
+    logp, old, adv = torch.tensor([math.log(0.75)]), torch.tensor([math.log(0.6)]), torch.tensor([1.0])  # r = 1.25
+    low, high = grpo_terms(logp, old, adv), grpo_terms(logp, old, adv, clip_high=0.28)
+    assert float(low.loss) == pytest.approx(-1.2) and float(low.clipped) == 1.0
+    assert float(high.loss) == pytest.approx(-1.25) and float(high.clipped) == 0.0
+
+
+def test_truncated_importance_weights() -> None:
+    old, rollout = torch.log(torch.tensor([0.5, 0.5, 0.1])), torch.log(torch.tensor([0.5, 0.1, 0.4]))
+    torch.testing.assert_close(truncated_is_weights(old, rollout, 2.0), torch.tensor([1.0, 2.0, 0.25]))
+    torch.testing.assert_close(truncated_is_weights(old, rollout, None), torch.ones(3))  # no correction
+
+
+def with_learner_logprobs(samples: list[Sample], model: nn.Module) -> list[Sample]:
+    """The samples with the model's own log-probs recorded as the sampler's (a sampler that matches exactly)."""
+    out = []
+    with torch.no_grad():
+        for s in samples:
+            logp = forward.logprobs(model, collate([s]))[0].tolist()
+            out.append(Sample(token_ids=s.token_ids, mask=s.mask, advantages=s.advantages,
+                              logprobs=[0.0] + [lp if m else 0.0 for lp, m in zip(logp, s.mask[1:], strict=True)],
+                              source=s.source))
+    return out
+
+
+def test_rollout_logprobs_equal_to_the_learners_give_the_recompute_update() -> None:
+    samples = with_learner_logprobs(batch(), tiny_llama())
+    runs = {}
+    for old in ("recompute", "rollout"):
+        config = LearnerConfig(lr=1e-2, micro_batch_size=3, old_logprobs=old, precision="fp32", max_grad_norm=None)
+        learner = Learner(tiny_llama(), config)
+        stats = learner.update(samples)
+        runs[old] = ({k: p.grad.clone() for k, p in learner.model.named_parameters()}, stats)
+    (plain, s_plain), (weighted, s_weighted) = runs["recompute"], runs["rollout"]
+    assert s_weighted.loss == pytest.approx(s_plain.loss, rel=1e-5, abs=1e-7)
+    for name in plain:
+        torch.testing.assert_close(weighted[name], plain[name], rtol=1e-4, atol=1e-7, msg=name)
+    assert s_plain.mismatch_kl is None and s_plain.is_ratio_mean is None  # recompute reads no rollout log-probs
+    assert s_weighted.mismatch_kl == pytest.approx(0.0, abs=1e-6)
+    assert s_weighted.is_ratio_mean == pytest.approx(1.0, abs=1e-5)
+    assert s_weighted.is_ratio_max == pytest.approx(1.0, abs=1e-5)
+    assert s_weighted.is_truncated_fraction == 0.0
+
+
+def test_the_clip_acts_from_the_second_update_of_a_batch() -> None:
+    samples = batch()  # rollout log-probs -1 everywhere: far from the learner's (about -ln 32)
+    one = Learner(tiny_llama(), LearnerConfig(lr=5e-2, precision="fp32")).update(samples)
+    assert one.mismatch_kl is not None and one.mismatch_kl > 0.5  # `auto` read the rollout log-probs
+    assert one.clip_fraction == 0.0  # the ratio is against the learner's own log-probs, not the sampler's
+    two = Learner(tiny_llama(), LearnerConfig(lr=5e-2, precision="fp32", epochs=2, minibatches=2)).update(samples)
+    assert two.optimizer_steps == 4 and two.clip_fraction > 0  # later steps moved the policy past the clip
+    assert two.mismatch_kl == pytest.approx(one.mismatch_kl, rel=1e-5)  # measured against the batch's old policy
+
+
+def test_a_sample_keeps_a_missing_sampler_logprob_missing() -> None:
+    from gymbox.environments.records import Turn
+    from tests.reward_fixtures import trajectory
+
+    recorded = Turn(index=0, token_ids=[5, 6, 7], loss_mask=[1, 1, 0], logprobs=[-0.5, 0.0, None])
+    unrecorded = Turn(index=1, token_ids=[8, 9], loss_mask=[1, 0], logprobs=[None, None])
+    t = trajectory([recorded]).model_copy(update={"prompt_ids": [1, 2]})
+    assert sample_of(t, 1.0).logprobs == [0.0, 0.0, -0.5, 0.0] and sample_of(t, 1.0).has_rollout_logprobs
+    gap = sample_of(trajectory([recorded, unrecorded]).model_copy(update={"prompt_ids": [1, 2]}), 1.0)
+    assert gap.logprobs == [0.0, 0.0, -0.5, 0.0, 0.0, None] and not gap.has_rollout_logprobs  # not a log-prob of 0
+
+
+def test_rollout_logprobs_are_required_by_rollout_and_optional_for_auto() -> None:
+    samples = batch()
+    gap = samples[2]
+    samples[2] = Sample(token_ids=gap.token_ids, mask=gap.mask, advantages=gap.advantages,
+                        logprobs=[None if m else 0.0 for m in gap.mask], source=gap.source)  # a sampler without them
+    learner = Learner(tiny_llama(), LearnerConfig(old_logprobs="rollout", precision="fp32"))
+    with pytest.raises(ValueError, match=r"old_logprobs: rollout needs .* \(s2\).*old_logprobs: recompute"):
+        learner.update(samples)
+    assert learner.step == 0
+    stats = Learner(tiny_llama(), LearnerConfig(precision="fp32")).update(samples)  # auto: recompute
+    assert stats.optimizer_steps == 1 and stats.mismatch_kl is None
 
 
 def test_kl_penalty_pulls_towards_the_reference() -> None:

@@ -74,6 +74,27 @@ async def test_a_seed_fixes_the_sample_and_other_seeds_differ(policy: VLLMPolicy
     assert first != other  # twelve tokens at temperature 1 on four prompts: a collision on all is implausible
 
 
+async def test_logprobs_are_of_the_distribution_sampled_from(policy: VLLMPolicy) -> None:
+    # At temperature 0.5 a token was drawn with probability softmax(z / 0.5), not softmax(z): the learner's
+    # importance weights need the former (vLLM's "processed" log-probs, not its default raw ones).
+    import torch
+
+    from gymbox.agent.learner.loss import token_logprobs
+    from gymbox.agent.models import load_causal_lm
+
+    prompt = story(policy, "a river")
+    completion = await policy.generate(prompt, Sampling(max_tokens=24, temperature=0.5, seed=5))
+    ids = list(prompt.token_ids or []) + completion.token_ids
+    with torch.no_grad():
+        logits = load_causal_lm(policy.model_path, torch.float32)(torch.tensor([ids])).logits[0].float()
+    at = slice(len(ids) - len(completion.token_ids) - 1, len(ids) - 1)
+    targets = torch.tensor(completion.token_ids)
+    got = torch.tensor(completion.logprobs or [])
+    tempered = (got - token_logprobs(logits[at] / 0.5, targets)).abs().mean()
+    raw = (got - token_logprobs(logits[at], targets)).abs().mean()
+    assert tempered < raw / 4, (float(tempered), float(raw))
+
+
 async def test_temperature_zero_is_deterministic(policy: VLLMPolicy) -> None:
     prompt = story(policy, "a garden")
     greedy = Sampling(max_tokens=16, temperature=0.0)

@@ -19,7 +19,7 @@ class Sample:
     token_ids: list[int]
     mask: list[int]
     advantages: list[float]
-    logprobs: list[float]  # the sampling policy's log-probability of each policy token, 0 elsewhere
+    logprobs: list[float | None]  # the sampler's log-probability of each policy token (None: not recorded), 0 elsewhere
     source: str = ""  # trajectory id, for error messages
 
     def __post_init__(self) -> None:
@@ -34,6 +34,11 @@ class Sample:
     def policy_tokens(self) -> int:
         return sum(self.mask)
 
+    @property
+    def has_rollout_logprobs(self) -> bool:
+        """Every policy token has the sampler's log-prob (what `old_logprobs: rollout` needs)."""
+        return all(lp is not None for lp, m in zip(self.logprobs, self.mask, strict=True) if m)
+
 
 def sample_of(trajectory: Trajectory, advantage: float | Sequence[float]) -> Sample:
     """A trajectory's sample with one advantage for every policy token, or one per turn (a sequence as long as its
@@ -47,13 +52,14 @@ def sample_of(trajectory: Trajectory, advantage: float | Sequence[float]) -> Sam
         raise ValueError(f"trajectory {trajectory.id}: {len(per_turn)} turn advantages for "
                          f"{len(trajectory.turns)} turns")
     ids, mask = list(trajectory.prompt_ids), [0] * len(trajectory.prompt_ids)
-    adv, logp = [0.0] * len(ids), [0.0] * len(ids)
+    adv = [0.0] * len(ids)
+    logp: list[float | None] = [0.0] * len(ids)
     for turn, a in zip(trajectory.turns, per_turn, strict=True):
         ids += turn.token_ids
         mask += turn.loss_mask
         adv += [a if m else 0.0 for m in turn.loss_mask]
-        logp += [float(lp) if (m and lp is not None) else 0.0 for m, lp in zip(turn.loss_mask, turn.logprobs,
-                                                                                strict=True)]
+        logp += [(None if lp is None else float(lp)) if m else 0.0
+                 for m, lp in zip(turn.loss_mask, turn.logprobs, strict=True)]
     # Tokens after the last policy token (the environment's final answer) cannot change any policy token's
     # probability under causal attention: leave them out of the forward pass.
     end = max((i + 1 for i, m in enumerate(mask) if m), default=len(ids))
@@ -64,7 +70,8 @@ def sample_of(trajectory: Trajectory, advantage: float | Sequence[float]) -> Sam
 @dataclass(frozen=True)
 class Collated:
     """Right-padded tensors [B, T] of a micro-batch, shifted for next-token prediction: position i predicts
-    `targets[:, i]` = token i + 1, and `mask`, `advantages`, `logprobs` are aligned with the targets."""
+    `targets[:, i]` = token i + 1, and `mask`, `advantages`, `logprobs` are aligned with the targets (a log-prob the
+    sampler did not record is 0 here: `Sample.has_rollout_logprobs` says whether to read them)."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -93,6 +100,6 @@ def collate(samples: Sequence[Sample], pad_id: int = 0, device: torch.device | s
     attn = pad([[1] * len(s.token_ids) for s in samples], 0, torch.long)
     mask = pad([s.mask for s in samples], 0, torch.long)
     adv = pad([s.advantages for s in samples], 0.0, torch.float32)
-    logp = pad([s.logprobs for s in samples], 0.0, torch.float32)
+    logp = pad([[0.0 if lp is None else lp for lp in s.logprobs] for s in samples], 0.0, torch.float32)
     return Collated(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], targets=ids[:, 1:], mask=mask[:, 1:],
                     advantages=adv[:, 1:], logprobs=logp[:, 1:])

@@ -16,10 +16,14 @@ class LearnerConfig(BaseModel):
 
     Each batch is split into `minibatches` optimizer steps, repeated for `epochs`; each minibatch is processed
     `micro_batch_size` sequences at a time with gradient accumulation, so the micro-batch size changes memory, never
-    the update. Choices the spec leaves open: old log-probs are recomputed by this model (`recompute`), not taken
-    from the sampler, because vLLM's kernels and precision differ from the trainer's and the ratio would start away
-    from 1; with a single optimizer step per batch this costs nothing (the old log-probs are the current ones,
-    detached). bf16 is autocast compute over float32 master weights.
+    the update. The PPO ratio is always taken against this model's own log-probs before the batch's first step
+    (with a single step per batch they are the current ones, detached, at no cost): vLLM's kernels and precision
+    differ from the trainer's, so a ratio against the sampler's would start away from 1. `old_logprobs` says where
+    the behaviour (sampling) policy's log-probs come from: `rollout` reads vLLM's, recorded per token after
+    temperature, and weighs each token's policy-gradient term by the truncated importance weight
+    min(pi_old / pi_rollout, `tis_cap`) (none when `tis_cap` is None), which corrects the sampler/learner mismatch
+    (Yao et al. 2025); `recompute` ignores them (no correction, no mismatch logged); `auto` is `rollout` when every
+    policy token of the batch has one, else `recompute`. bf16 is autocast compute over float32 master weights.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,7 +39,9 @@ class LearnerConfig(BaseModel):
     clip_high: float = Field(default=0.2, ge=0, description="0.28 for DAPO's clip-higher")
     kl_coef: float = Field(default=0.0, ge=0, description="k3 KL to the initial model; 0 loads no reference")
     aggregation: Aggregation = "token_mean"
-    old_logprobs: Literal["recompute", "rollout"] = "recompute"
+    old_logprobs: Literal["auto", "rollout", "recompute"] = "auto"
+    tis_cap: float | None = Field(default=2.0, gt=0, description="cap on the truncated importance weight; None: "
+                                  "no correction (the mismatch is still logged)")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
     share_prefix: bool = Field(default=True, description="run a micro-batch's common prompt once (same gradients); "

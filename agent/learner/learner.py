@@ -17,13 +17,19 @@ from torch import Tensor, nn
 from gymbox.agent.learner import forward
 from gymbox.agent.learner.batch import Collated, Sample, collate
 from gymbox.agent.learner.config import LearnerConfig, autocast_dtype
-from gymbox.agent.learner.loss import Normalizer, grpo_terms, k3_kl
+from gymbox.agent.learner.loss import Normalizer, grpo_terms, k3_kl, truncated_is_weights
 from gymbox.agent.models import load_causal_lm
 
 
 @dataclass(frozen=True)
 class UpdateStats:
-    """What one batch's update did; `kl` is k3 to the reference when there is one, else to the old policy."""
+    """What one batch's update did; `kl` is k3 to the reference when there is one, else to the old policy.
+
+    With the rollout's log-probs (`old_logprobs` resolved to `rollout`), the sampler/learner mismatch over the
+    batch's policy tokens: `mismatch_kl` is k3's estimate of KL(pi_rollout || pi_old), `is_ratio_mean` and
+    `is_ratio_max` are of pi_old / pi_rollout, `is_truncated_fraction` is the share of tokens whose weight the cap
+    cut. All four are None when the rollout's log-probs were not read.
+    """
 
     loss: float
     clip_fraction: float
@@ -34,12 +40,16 @@ class UpdateStats:
     policy_tokens: int
     optimizer_steps: int
     seconds: float
+    mismatch_kl: float | None = None
+    is_ratio_mean: float | None = None
+    is_ratio_max: float | None = None
+    is_truncated_fraction: float | None = None
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return {**asdict(self), "tokens_per_s": self.tokens_per_s}
 
 
@@ -53,6 +63,7 @@ class Learner:
         self.pad_id = pad_id
         self.autocast = autocast_dtype(self.config, self.device)
         self.step = 0  # optimizer steps taken
+        self._rollout = False  # this batch reads the rollout's log-probs (set by `update` for its steps)
         self.initial: str | None = None  # where the run's initial model (the KL reference) was loaded from
         self.generator = torch.Generator().manual_seed(self.config.seed)  # minibatch shuffling; checkpointed
         if self.config.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
@@ -87,10 +98,11 @@ class Learner:
         """One batch: `epochs` passes, each split into `minibatches` optimizer steps."""
         check_batch(samples)
         cfg = self.config
+        self._rollout = reads_rollout_logprobs(cfg, samples)
         started = time.perf_counter()
         self.model.train()
         old = self._old_logprobs(samples)
-        totals = _Totals()
+        totals = _Totals(self._rollout)
         for _ in range(cfg.epochs):
             order = torch.randperm(len(samples), generator=self.generator).tolist()
             for part in _split(order, cfg.minibatches):
@@ -107,21 +119,25 @@ class Learner:
         norm = Normalizer.of(cfg.aggregation, [torch.tensor(s.mask[1:]) for s in samples])
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = clipped = kl_sum = 0.0
+        mismatch = _Mismatch()
         for start in range(0, len(samples), cfg.micro_batch_size):
             part = samples[start:start + cfg.micro_batch_size]
             batch = collate(part, self.pad_id, self.device)
             logp = self._logprobs(self.model, batch)
-            old_logp = (_pad_rows(old[start:start + len(part)], logp.shape) if old is not None
-                        else batch.logprobs if cfg.old_logprobs == "rollout" else logp.detach())
+            old_logp = _pad_rows(old[start:start + len(part)], logp.shape) if old is not None else logp.detach()
+            mask = batch.mask.bool()
+            weights = None
+            if self._rollout:
+                weights = truncated_is_weights(old_logp, batch.logprobs, cfg.tis_cap)
+                mismatch.add(old_logp[mask], batch.logprobs[mask], cfg.tis_cap)
             ref = None
             if self.reference is not None:
                 with torch.no_grad():
                     ref = self._logprobs(self.reference, batch)
             terms = grpo_terms(logp, old_logp, batch.advantages, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-                               ref_logp=ref, kl_coef=cfg.kl_coef)
+                               ref_logp=ref, kl_coef=cfg.kl_coef, is_weights=weights)
             loss = norm.reduce(terms.loss, batch.mask)
             loss.backward()
-            mask = batch.mask.bool()
             loss_sum += float(loss.detach())
             clipped += float(terms.clipped[mask].sum())
             drift = terms.kl if terms.kl is not None else k3_kl(logp.detach(), old_logp)
@@ -137,12 +153,13 @@ class Learner:
                                      "and the weights are unchanged; lower the learning rate or use precision: fp32")
         self.optimizer.step()
         self.step += 1
-        return {"loss": loss_sum, "clipped": clipped, "kl": kl_sum, "tokens": norm.tokens, "grad_norm": grad_norm}
+        return {"loss": loss_sum, "clipped": clipped, "kl": kl_sum, "tokens": norm.tokens, "grad_norm": grad_norm,
+                **mismatch.sums()}
 
     def _old_logprobs(self, samples: Sequence[Sample]) -> list[Tensor] | None:
-        """The behaviour policy's log-probs when they cannot be read off the first forward pass: several optimizer
-        steps per batch with `recompute` (computed here, before any step). None otherwise."""
-        if self.config.old_logprobs == "rollout" or self.config.updates_per_batch == 1:
+        """This model's log-probs before the batch's first step, when they cannot be read off the first forward
+        pass: several optimizer steps per batch (computed here, before any step). None otherwise."""
+        if self.config.updates_per_batch == 1:
             return None
         rows: list[Tensor] = []
         with torch.no_grad():
@@ -180,25 +197,66 @@ def check_batch(samples: Sequence[Sample]) -> None:
     if not any(s.policy_tokens for s in samples):
         raise ValueError(f"the batch's {len(samples)} samples have no policy tokens: nothing to learn from")
     for s in samples:
-        if not all(math.isfinite(a) for a in s.advantages) or not all(math.isfinite(x) for x in s.logprobs):
+        if not all(math.isfinite(a) for a in s.advantages) or \
+                not all(math.isfinite(x) for x in s.logprobs if x is not None):
             raise ValueError(f"sample {s.source or '?'} has a non-finite advantage or log-prob: mask the rollout "
                              "or fix its reward")
 
 
-class _Totals:
+def reads_rollout_logprobs(config: LearnerConfig, samples: Sequence[Sample]) -> bool:
+    """Whether this batch's behaviour log-probs are the rollout's (`old_logprobs` resolved); `rollout` on a sample
+    that lacks them is refused."""
+    if config.old_logprobs == "recompute":
+        return False
+    lacking = [s.source or "?" for s in samples if not s.has_rollout_logprobs]
+    if lacking and config.old_logprobs == "rollout":
+        raise ValueError(f"old_logprobs: rollout needs the sampler's log-prob of every policy token, but "
+                         f"{len(lacking)} sample(s) lack some ({', '.join(lacking[:3])}): sample with a policy that "
+                         "records them (vLLM does), or set old_logprobs: recompute (or auto)")
+    return not lacking
+
+
+class _Mismatch:
+    """Running sums of the sampler/learner mismatch over one step's policy tokens."""
+
     def __init__(self) -> None:
+        self.kl = self.ratio = self.truncated = 0.0
+        self.ratio_max = 0.0
+
+    def add(self, old_logp: Tensor, rollout_logp: Tensor, cap: float | None) -> None:
+        """Flat tensors of the policy tokens' log-probs under the learner (old) and the sampler."""
+        ratio = torch.exp(old_logp - rollout_logp)
+        self.kl += float(k3_kl(rollout_logp, old_logp).sum())  # the tokens were drawn from the sampler
+        self.ratio += float(ratio.sum())
+        self.ratio_max = max(self.ratio_max, float(ratio.max())) if ratio.numel() else self.ratio_max
+        self.truncated += float((ratio > cap).sum()) if cap is not None else 0.0
+
+    def sums(self) -> dict[str, float]:
+        return {"mismatch_kl": self.kl, "is_ratio": self.ratio, "is_ratio_max": self.ratio_max,
+                "is_truncated": self.truncated}
+
+
+class _Totals:
+    def __init__(self, rollout: bool = False) -> None:
         self.steps: list[dict[str, float]] = []
+        self.rollout = rollout
 
     def add_step(self, step: dict[str, float]) -> None:
         self.steps.append(step)
 
     def stats(self, sequences: int, tokens: int, policy_tokens: int, seconds: float) -> UpdateStats:
         seen = sum(s["tokens"] for s in self.steps) or 1
+        mismatch = {}
+        if self.rollout:  # every epoch sees each token once: the sums over steps divide by the tokens seen
+            mismatch = {"mismatch_kl": sum(s["mismatch_kl"] for s in self.steps) / seen,
+                        "is_ratio_mean": sum(s["is_ratio"] for s in self.steps) / seen,
+                        "is_ratio_max": max(s["is_ratio_max"] for s in self.steps),
+                        "is_truncated_fraction": sum(s["is_truncated"] for s in self.steps) / seen}
         return UpdateStats(loss=sum(s["loss"] for s in self.steps) / len(self.steps),
                            clip_fraction=sum(s["clipped"] for s in self.steps) / seen,
                            kl=sum(s["kl"] for s in self.steps) / seen,
                            grad_norm=max(s["grad_norm"] for s in self.steps), sequences=sequences, tokens=tokens,
-                           policy_tokens=policy_tokens, optimizer_steps=len(self.steps), seconds=seconds)
+                           policy_tokens=policy_tokens, optimizer_steps=len(self.steps), seconds=seconds, **mismatch)
 
 
 def _split(order: list[int], parts: int) -> Iterator[list[int]]:

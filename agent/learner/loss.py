@@ -1,4 +1,5 @@
-"""The GRPO policy loss (rewards spec, section 7): clipped ratio with clip-higher, k3 KL, and its aggregations."""
+"""The GRPO policy loss (rewards spec, section 7): clipped ratio with clip-higher, k3 KL, truncated importance
+sampling against the sampler, and its aggregations."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """Schulman's k3 estimator of KL(pi || ref) per token: exp(ref - logp) - (ref - logp) - 1 (>= 0, unbiased)."""
     delta = ref_logp - logp
     return torch.exp(delta) - delta - 1
+
+
+def truncated_is_weights(old_logp: Tensor, rollout_logp: Tensor, cap: float | None) -> Tensor:
+    """Truncated importance sampling (Yao et al. 2025): w = min(pi_old / pi_rollout, cap) per token, the weight that
+    turns an expectation under the sampler (vLLM) into one under the learner's old policy; cap bounds its variance.
+    A constant (no gradient); all ones when cap is None (no correction)."""
+    if cap is None:
+        return torch.ones_like(old_logp)
+    if cap <= 0:
+        raise ValueError(f"the importance-weight cap must be positive, got {cap}")
+    return torch.clamp(torch.exp(old_logp - rollout_logp), max=cap).detach()
 
 
 @dataclass(frozen=True)
@@ -73,11 +85,13 @@ class LossTerms:
 
 
 def grpo_terms(logp: Tensor, old_logp: Tensor, advantages: Tensor, *, clip_low: float = 0.2,
-               clip_high: float = 0.2, ref_logp: Tensor | None = None, kl_coef: float = 0.0) -> LossTerms:
-    """L_tok = -min(r A, clip(r, 1 - clip_low, 1 + clip_high) A) + kl_coef k3(logp, ref), r = exp(logp - old).
+               clip_high: float = 0.2, ref_logp: Tensor | None = None, kl_coef: float = 0.0,
+               is_weights: Tensor | None = None) -> LossTerms:
+    """L_tok = -w min(r A, clip(r, 1 - clip_low, 1 + clip_high) A) + kl_coef k3(logp, ref), r = exp(logp - old).
 
     clip_high > clip_low is DAPO's clip-higher (0.28 in the paper): low-probability tokens with positive advantage
-    may grow further before their gradient is cut.
+    may grow further before their gradient is cut. w is the truncated importance weight of each token
+    (`truncated_is_weights`; 1 without one): it scales the policy-gradient term only, not the clip decision.
     """
     if not (0 <= clip_low < 1 and clip_high >= 0):
         raise ValueError(f"clip range must satisfy 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
@@ -86,6 +100,8 @@ def grpo_terms(logp: Tensor, old_logp: Tensor, advantages: Tensor, *, clip_low: 
     clipped_ratio = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
     clipped = clipped_ratio * advantages
     loss = -torch.minimum(unclipped, clipped)
+    if is_weights is not None:
+        loss = is_weights * loss
     kl = None
     if ref_logp is not None:
         kl = k3_kl(logp, ref_logp)

@@ -34,6 +34,10 @@ class _SandboxedServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
+def _ignore(signum: int, frame: object) -> None:
+    """A signal handler that does nothing."""
+
+
 def _harden() -> None:
     """Inside an episode's container, where the agent's commands run beside this server (as another user when the
     runtime gives one, `GYMBOX_AGENT_USER`).
@@ -43,7 +47,10 @@ def _harden() -> None:
     environment through /proc (the task's checks live there).
     """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_IGN)
+        # A handler that does nothing, not SIG_IGN: an ignored signal stays ignored in every program this server
+        # starts (the agent's commands, a task's background jobs), so `kill PID` would not stop them; a handler is
+        # reset to the default when a child execs.
+        signal.signal(sig, _ignore)
     try:
         import ctypes
 

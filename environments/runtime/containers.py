@@ -129,6 +129,35 @@ def docker_client(timeout: int = 60) -> Any:
     return client
 
 
+_UNITS = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def memory_bytes(size: str) -> int:
+    """Bytes in a Docker memory size ("1g", "512m", "65536")."""
+    text = size.strip().lower()
+    unit = _UNITS.get(text[-1:])
+    try:
+        return int(float(text[:-1] if unit else text) * (unit or 1))
+    except ValueError:
+        raise ValueError(f"not a Docker memory size: {size!r}; write a number of bytes with an optional unit "
+                         "b, k, m or g, such as '1g'") from None
+
+
+def capacity_for(limits: ContainerLimits, *, cpus: float, memory: int) -> int:
+    """How many containers with `limits` fit on a machine with `cpus` and `memory` bytes: its CPUs over each
+    container's CPUs, and its memory over each container's memory; at least 1."""
+    by_cpu = int(cpus / limits.cpus) if limits.cpus > 0 else int(cpus)
+    by_memory = memory // memory_bytes(limits.memory) if memory > 0 else by_cpu
+    return max(1, min(by_cpu, by_memory))
+
+
+def node_capacity(client: Any, limits: ContainerLimits) -> int:
+    """`capacity_for` the engine's machine, as `docker info` describes it (NCPU, MemTotal; this machine's CPU count
+    when the engine gives none)."""
+    info = client.info()
+    return capacity_for(limits, cpus=info.get("NCPU") or os.cpu_count() or 1, memory=info.get("MemTotal") or 0)
+
+
 def labels(env_id: str, ttl: float) -> dict[str, str]:
     return {LABEL: "1", OWNER: owner_label(), EXPIRES: str(int(time.time() + ttl)), ENV: env_id}
 

@@ -22,7 +22,7 @@ from gymbox.environments.api.errors import EnvError, TransportError
 from gymbox.environments.api.models import Health, ServerRequest
 from gymbox.environments.api.registry import load_target
 from gymbox.environments.runtime.base import Runtime, target_of
-from gymbox.environments.runtime.containers import ContainerLimits, docker_client, labels, reap
+from gymbox.environments.runtime.containers import ContainerLimits, docker_client, labels, node_capacity, reap
 from gymbox.environments.runtime.images import image_name
 from gymbox.tasks.spec import TaskSpec
 
@@ -37,6 +37,7 @@ class Container:
     name: str
     socket_dir: Path
     started: float = field(default_factory=time.monotonic)
+    holds_slot: bool = False  # one of the runtime's `capacity` slots, given back when the container is removed
 
     @property
     def socket(self) -> str:
@@ -51,13 +52,20 @@ class DockerRuntime(Runtime):
     whose owner is gone or whose time has passed (at start, and while the runtime runs). The server of an
     environment that runs the agent's commands (isolation "container") is root with `SERVER_CAPS` alone, and
     runs them as the agent's user (`ContainerLimits.user`).
+
+    At most `capacity` containers exist at once (pooled, starting or leased): by default as many as the engine's
+    machine can run with `limits` (see `node_capacity`); episodes beyond it wait in `client` until a container is
+    removed, since containers that share too few CPUs finish fewer episodes per second, not more.
     """
 
     kind = "docker"
 
     def __init__(self, env: str | type[Environment], *, image: str | None = None, pool_size: int = 2,
                  limits: ContainerLimits | None = None, ttl: float = 3600.0, start_timeout: float = 60.0,
-                 reap_every: float = 60.0) -> None:
+                 reap_every: float = 60.0, capacity: int | None = None) -> None:
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"capacity must be at least 1 container, not {capacity}; leave it out to size it "
+                             "from the machine's CPUs and memory")
         self.target = target_of(env)
         self.env_cls = env if isinstance(env, type) else load_target(env)
         self.image = image or image_name(self.env_cls.name)
@@ -66,6 +74,8 @@ class DockerRuntime(Runtime):
         self.ttl = ttl
         self.start_timeout = start_timeout
         self.reap_every = reap_every
+        self.capacity = capacity
+        self._slots: asyncio.Semaphore | None = None
         self.image_id: str | None = None
         self._docker: Any = None
         self._pool: asyncio.Queue[Container] = asyncio.Queue()
@@ -84,6 +94,9 @@ class DockerRuntime(Runtime):
         if self._docker is not None:
             return
         self._docker = await asyncio.to_thread(docker_client)
+        if self.capacity is None:
+            self.capacity = await asyncio.to_thread(node_capacity, self._docker, self.limits)
+        self._slots = asyncio.Semaphore(self.capacity)
         try:
             image = await asyncio.to_thread(self._docker.images.get, self.image)
         except docker.errors.ImageNotFound:
@@ -106,7 +119,7 @@ class DockerRuntime(Runtime):
         # Engine calls run in threads and cannot be cancelled halfway: let starts and removals finish (a start
         # removes its own container once it sees the runtime stopped, see _start_one); only the reaper stops.
         for task in self._tasks:
-            if task.get_name() == "reaper":
+            if task.get_name() in ("reaper", "await-slot"):  # a start still waiting for a slot has started nothing
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         doomed = list(self._leased)
@@ -127,7 +140,7 @@ class DockerRuntime(Runtime):
             raise TransportError("the docker runtime is not started; use `async with DockerRuntime(...)`")
         networked = bool(task and task.network) and not self.limits.network
         for _ in range(3):  # a container that died in the pool is replaced, a bounded number of times
-            container = await (self._run_container(network=True) if networked else self._take())
+            container = await (self._start_networked() if networked else self._take())
             try:
                 channel = await WsChannel.connect(uds=container.socket)
                 await channel.call(ServerRequest(op="health"), Health, timeout=5.0)
@@ -152,6 +165,9 @@ class DockerRuntime(Runtime):
         """The next ready container; raises with the engine's own words when containers cannot start."""
         deadline = time.monotonic() + self.start_timeout + 10
         while True:
+            assert self._slots is not None
+            if self._slots.locked() and self._leased:  # waiting its turn behind running episodes: not a slow start
+                deadline = time.monotonic() + self.start_timeout + 10
             if self._pool.empty() and self._starting == 0:
                 if self._last_error is not None:
                     raise TransportError(f"cannot start a container of {self.image}: {self._last_error}")
@@ -167,25 +183,56 @@ class DockerRuntime(Runtime):
             return container
 
     def _refill(self, extra: int = 0) -> None:
-        missing = self.pool_size + extra - self._pool.qsize() - self._starting
+        assert self.capacity is not None
+        missing = min(self.pool_size + extra, self.capacity) - self._pool.qsize() - self._starting
         for _ in range(max(missing, 0)):
             self._starting += 1
-            self._spawn(self._start_one(), name="start-container")
+            self._spawn(self._start_one(), name="await-slot")
 
     async def _start_one(self) -> None:
+        assert self._slots is not None
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._starting -= 1
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.set_name("start-container")  # from here on it owns a slot and runs to the end (see stop)
         try:
             container = await self._run_container()
         except Exception as exc:
+            self._slots.release()
             log.error("could not start a container of %s: %s", self.image, exc)
             self._last_error = str(exc)
             self._starting -= 1
             return
+        container.holds_slot = True
         self._starting -= 1
         self._last_error = None
         if self._stopped:
             await self._remove(container)
         else:
             self._pool.put_nowait(container)
+
+    async def _start_networked(self) -> Container:
+        """A container with the network, started for one episode once a slot is free."""
+        assert self._slots is not None
+        while True:
+            if self._slots.locked() and not self._pool.empty():  # an idle pooled container gives up its slot
+                await self._remove(self._pool.get_nowait())
+            try:
+                await asyncio.wait_for(self._slots.acquire(), 0.5)
+                break
+            except TimeoutError:
+                continue
+        try:
+            container = await self._run_container(network=True)
+        except BaseException:
+            self._slots.release()
+            raise
+        container.holds_slot = True
+        return container
 
     async def _run_container(self, *, network: bool = False) -> Container:
         assert self._workdir is not None
@@ -243,6 +290,9 @@ class DockerRuntime(Runtime):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             await asyncio.to_thread(self._docker.api.remove_container, container.id, force=True, v=True)
         shutil.rmtree(container.socket_dir, ignore_errors=True)
+        if container.holds_slot and self._slots is not None:
+            container.holds_slot = False
+            self._slots.release()
 
     async def _reap_forever(self) -> None:
         while True:
