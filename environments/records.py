@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gymbox.environments.api.errors import EnvError
 from gymbox.environments.api.kinds import ERROR_KINDS, Kind, is_infra, kind_of
 from gymbox.environments.api.models import Action, Message, ToolSpec
 from gymbox.tasks.spec import TaskSpec
@@ -75,6 +76,14 @@ class EpisodeError(Record):
     @property
     def kind(self) -> Kind:
         return kind_of(self.code, self.infra)
+
+    @classmethod
+    def of(cls, err: BaseException) -> EpisodeError:
+        """The record of an exception that ended a try: a step API error keeps its code; anything else (Docker's
+        APIError starting a container, a bug in a worker) is `runtime_error`, with its type and message."""
+        if isinstance(err, EnvError):
+            return cls(code=err.code, message=str(err), infra=err.infra)
+        return cls(code="runtime_error", message=f"{type(err).__module__}.{type(err).__qualname__}: {err}")
 
 
 class Provenance(Record):

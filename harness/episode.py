@@ -131,7 +131,7 @@ class Episode:
         try:
             await self._play_and_grade()
         except EnvError as err:
-            self.trajectory.error = EpisodeError(code=err.code, message=str(err), infra=err.infra)
+            self.trajectory.error = EpisodeError.of(err)
         except PolicyError as err:
             self.trajectory.error = EpisodeError(code="policy_error", message=str(err))
         except TemplateNotIncremental as err:

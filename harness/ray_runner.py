@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gymbox.agent.spec import PolicySpec
-from gymbox.environments.api.errors import EnvError
 from gymbox.environments.records import EpisodeError, Trajectory
 from gymbox.harness.episode import EpisodeConfig, make_provenance
-from gymbox.harness.rollout import failed, rollout, unexpected
+from gymbox.harness.rollout import failed, rollout
 from gymbox.harness.workers import EnvWorker, PolicyServer
 from gymbox.tasks.spec import TaskSpec
 
@@ -223,8 +222,7 @@ class RayRollouts:
                 return self._failed(task, sample, base_seed, config, error)
             except Exception as err:  # one rollout's failure (Docker refusing a container, say), not the run's
                 cause = err.cause if isinstance(err, RayTaskError) and err.cause is not None else err
-                error = EpisodeError(code=cause.code, message=str(cause), infra=cause.infra) \
-                    if isinstance(cause, EnvError) else unexpected(cause)
+                error = EpisodeError.of(cause)
                 log.warning("%s sample %d: the environment worker raised %s", task.id, sample, error.message)
                 return self._failed(task, sample, base_seed, config, error)
             if trajectory.error is not None and trajectory.error.code == "policy_error":

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from gymbox.agent.policy import Policy
-from gymbox.environments.api.errors import EnvError
 from gymbox.environments.records import EpisodeError, Provenance, Trajectory
 from gymbox.environments.runtime.base import Runtime
 from gymbox.harness.episode import EpisodeConfig, group_id, group_seed, make_provenance, run_episode
@@ -41,12 +40,6 @@ def failed(task: TaskSpec, *, sample: int, base_seed: int, provenance: Provenanc
                       seed=group_seed(base_seed, task), provenance=provenance, error=error, started_at=time.time())
 
 
-def unexpected(err: BaseException) -> EpisodeError:
-    """The record of an exception that is not the step API's (Docker's APIError starting a container, a bug in a
-    worker): infrastructure, retried, with its type and message for the reader of the record."""
-    return EpisodeError(code="runtime_error", message=f"{type(err).__module__}.{type(err).__qualname__}: {err}")
-
-
 async def attempt(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: EpisodeConfig, sample: int,
                   base_seed: int, provenance: Provenance) -> Trajectory:
     """One try of one rollout on a fresh session; a session that cannot be opened is recorded, not raised, and a
@@ -55,9 +48,7 @@ async def attempt(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: E
     try:
         client = await runtime.client(task=task, timeout=task.limits.step_seconds + 30)
     except Exception as err:
-        error = EpisodeError(code=err.code, message=str(err), infra=err.infra) if isinstance(err, EnvError) \
-            else unexpected(err)
-        record = failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=error)
+        record = failed(task, sample=sample, base_seed=base_seed, provenance=provenance, error=EpisodeError.of(err))
         record.queue_seconds = time.monotonic() - asked
         return record
     queued = time.monotonic() - asked
