@@ -25,9 +25,10 @@ async def test_an_exception_from_a_worker_is_recorded_on_its_rollout_not_raised_
     async with RayRollouts(PolicySpec.parse(ECHO), config, runtime="process", workers_per_env=1,
                            runtime_options={"env_vars": {"GYMBOX_BROKEN": 1}}) as rollouts:
         broken = await rollouts.run(TASKS[:2], 2)
-    # A step API error escaping from the worker (its server not healthy in time) keeps its own code.
+    # A step API error escaping from the worker (its server exits while starting: Python cannot find its standard
+    # library) keeps its own code.
     async with RayRollouts(PolicySpec.parse(ECHO), config, runtime="process", workers_per_env=1,
-                           runtime_options={"start_timeout": 0.0}) as rollouts:
+                           runtime_options={"env_vars": {"PYTHONHOME": "/nonexistent"}}) as rollouts:
         slow = await rollouts.run(TASKS[:1], 1)
     assert len(broken) == 4
     for trajectory in broken:
@@ -35,7 +36,7 @@ async def test_an_exception_from_a_worker_is_recorded_on_its_rollout_not_raised_
         assert "TypeError" in trajectory.error.message and trajectory.attempts == 2 and trajectory.reward is None
     (trajectory,) = slow
     assert trajectory.error is not None and trajectory.error.code == "transport" and trajectory.masked
-    assert "not healthy" in trajectory.error.message and trajectory.attempts == 2
+    assert "exited with code" in trajectory.error.message and trajectory.attempts == 2
 
 
 async def test_a_dead_policy_actor_is_restarted_and_the_run_goes_on(ray_local: None) -> None:
