@@ -1,8 +1,11 @@
 """A policy over an OpenAI-compatible HTTP server: token-accurate against vLLM, or chat-level against any endpoint.
 
 Mode "tokens" posts the prompt's token ids to `/v1/completions` of a vLLM server and reads back the generated ids
-and their logprobs. Mode "chat" posts the messages to `/v1/chat/completions` and gets text only; the tools are
-not passed to the server's native tool API: the harness describes them in the messages and parses calls itself.
+and their logprobs. Those are what the server's `--logprobs-mode` says: vLLM's default is the raw model's, before
+temperature and top-p; a server whose rollouts are trained on with their own log-probs (`old_logprobs: rollout`)
+must run with `--logprobs-mode processed_logprobs`, the sampling distribution, as gymbox's own engine does.
+Mode "chat" posts the messages to `/v1/chat/completions` and gets text only; the tools are not passed to the
+server's native tool API: the harness describes them in the messages and parses calls itself.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gymbox.environments.api.models import Message, ToolSpec
+from gymbox.tasks.spec import TaskSpec
 
 
 class PolicyError(RuntimeError):
@@ -51,6 +52,8 @@ class Prompt:
     token_ids: list[int] | None = None
     messages: list[Message] = field(default_factory=list)
     tools: list[ToolSpec] = field(default_factory=list)
+    task: TaskSpec | None = None  # the episode's task: an expert reads its demonstration from it; a model ignores it
+    parser: str | None = None  # the episode's tool-call format (a name in `agent.parsers.PARSERS`)
 
 
 FinishReason = Literal["stop", "length", "abort"]
@@ -84,6 +87,10 @@ class Policy(ABC):
         """Serve the weights saved (safetensors, Hugging Face layout) in folder `path` from now on, as `version`."""
         raise PolicyError(f"{type(self).__name__} cannot load new weights: train with a vLLM policy (in-process, "
                           "or a vLLM server started with VLLM_SERVER_DEV_MODE=1)")
+
+    def healthy(self) -> bool:
+        """False once the policy can never generate again (its engine died): whoever holds it starts a new one."""
+        return True
 
     async def close(self) -> None:  # noqa: B027 (optional: most policies hold nothing to release)
         """Release engines, processes and connections (idempotent)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gymbox.agent import engine_guard
+from gymbox.agent.cpu import cpu_flags, engine_dtype
 from gymbox.agent.models import default_model_path, hf_overrides, resolve_model
 from gymbox.agent.policy import Completion, FinishReason, Policy, PolicyError, Prompt, Sampling
 
@@ -78,6 +79,10 @@ class VLLMPolicy(Policy):
         # vLLM's default reports log-probs of the raw logits; training weighs each token by the probability it was
         # sampled with (after temperature, top-k and top-p), which "processed" reports.
         engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+        self.dtype_reason: str | None = None  # why the engine computes in its dtype, when gymbox chose it
+        if dtype == "auto" and current_platform.is_cpu():
+            # "auto" is the checkpoint's dtype (bf16 for the default model), which crawls on a CPU without bf16.
+            dtype, self.dtype_reason = engine_dtype(cpu_flags())
         if overrides := hf_overrides(self.model_path):
             engine_kwargs.setdefault("hf_overrides", overrides)
         args = vllm.AsyncEngineArgs(model=self.model_path, tokenizer=self.model_path, max_model_len=max_model_len,
@@ -190,9 +195,12 @@ class VLLMPolicy(Policy):
                               f"engine keeps version {self.weights_version}") from exc
         self.weights_version = version
 
+    def healthy(self) -> bool:
+        return not self._closed and not self._engine.errored  # errored: its EngineCore process died or stopped
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "engine": "vllm", "vllm": self.vllm_version, "model": self.model_path,
-                "dtype": self.dtype, "max_model_len": self.max_model_len,
+                "dtype": self.dtype, "dtype_reason": self.dtype_reason, "max_model_len": self.max_model_len,
                 "kv_cache_gib": None if self.kv_cache_bytes is None else round(self.kv_cache_bytes / GiB, 3)}
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from gymbox.agent.parsers import PARSERS
 from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.harness.episode import EpisodeConfig
+from gymbox.harness.ray_runner import runtime_options
 from gymbox.harness.store import TrajectoryStore
 from gymbox.rewards.score import load_spec, score
 
@@ -39,8 +40,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     config = EpisodeConfig(parser=args.parser, sampling=sampling, max_turns=args.max_turns, retries=args.retries,
                            reward=reward)
+    try:
+        runtime_options(args.runtime, args.containers)
+    except ValueError as err:
+        console.print(f"[red]bad options[/red]: {err}")
+        return 2
     run = EvalRun(suite=args.suite, policy=spec, k=args.k, out=args.out, limit=args.limit, config=config,
-                  runtime=args.runtime, workers=args.workers, base_seed=args.seed, ray_address=args.ray_address)
+                  runtime=args.runtime, workers=args.workers, containers=args.containers, base_seed=args.seed,
+                  ray_address=args.ray_address, user_policy=args.user_policy)
     return main(run)
 
 
@@ -152,6 +159,8 @@ def add_commands(sub: Any) -> None:
                    help="`default` (SmolLM2-135M-Instruct on vLLM, CPU), a model folder or name, openai:URL[#MODEL], "
                         "openai+tokens:URL (a vLLM server, token-accurate), or scripted:MODULE:FUNCTION")
     p.add_argument("-k", type=int, default=1, help="samples per task (pass@1 ... pass@k)")
+    p.add_argument("--user-policy", help="τ²-bench suites: the simulated user, openai:URL#MODEL (an "
+                   "OpenAI-compatible endpoint) or gold (a scripted user doing the task's reference user actions)")
     p.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     p.add_argument("--limit", type=int, help="evaluate only the first N tasks")
     p.add_argument("--parser", choices=sorted(PARSERS), default="hermes", help="tool-call format")
@@ -164,6 +173,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--runtime", choices=["local", "process", "docker"], default="local",
                    help="where environments run (container environments need docker)")
     p.add_argument("--workers", type=int, default=2, help="environment workers per environment")
+    p.add_argument("--containers", type=int, help="docker runtime: containers at once per worker (default: as many "
+                                                  "as this machine can run with their CPU and memory limits)")
     p.add_argument("--retries", type=int, default=2, help="new attempts after an infrastructure error")
     p.add_argument("--reward", type=Path, help="reward specification (YAML, e.g. rewards/specs/toolcall.yaml); "
                                               "default: the outcome")

@@ -12,18 +12,21 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
+from gymbox.harness import runlog
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.metrics import Summary, summarize
+from gymbox.harness.ray_runner import runtime_options
 from gymbox.harness.store import TrajectoryStore
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import load_suite
+from gymbox.tasks.toolcall.tau2 import with_user
 
 
 class EvalRun(BaseModel):
@@ -39,13 +42,33 @@ class EvalRun(BaseModel):
     config: EpisodeConfig = Field(default_factory=EpisodeConfig)
     runtime: Literal["local", "process", "docker"] = "local"
     workers: int = Field(default=2, ge=1, description="environment workers per environment")
+    containers: int | None = Field(default=None, ge=1, description="docker runtime: containers at once per worker "
+                                                                    "(default: what the machine can run)")
     concurrency: int = Field(default=32, ge=1, description="episodes at a time on one worker")
     base_seed: int = 0
     ray_address: str | None = None
+    user_policy: str | None = Field(default=None, description="τ²-bench tasks: the simulated user (openai:URL#MODEL "
+                                    "or gold), written into each task's payload")
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> EvalRun:
+        runtime_options(self.runtime, self.containers)
+        return self
 
     def tasks(self) -> list[TaskSpec]:
         tasks = list(load_suite(self.suite).tasks)
+        tasks = with_user(tasks, self.user_policy) if self.user_policy else tasks
         return tasks[: self.limit] if self.limit else tasks
+
+
+def ready_line(info: dict[str, Any], **more: object) -> str:
+    """`policy ready: NAME, dtype D (why), ...` from a policy server's `info()` and `more` settings."""
+    parts = [f"policy ready: {info.get('name', '?')}"]
+    described = info.get("describe") or {}
+    if described.get("dtype"):
+        reason = described.get("dtype_reason")
+        parts.append(f"dtype {described['dtype']}" + (f" ({reason})" if reason else ""))
+    return ", ".join(parts + [f"{k} {v}" for k, v in more.items()])
 
 
 def pass_ks(k: int) -> list[int]:
@@ -95,8 +118,10 @@ async def evaluate(run: EvalRun, console: Console | None = None) -> Summary:
 
     with progress.bar:
         async with RayRollouts(run.policy, run.config, runtime=run.runtime, workers_per_env=run.workers,
+                               runtime_options=runtime_options(run.runtime, run.containers),
                                concurrency=run.concurrency, address=run.ray_address) as rollouts:
             progress.starting("running episodes")
+            console.print(ready_line(rollouts.policy_info))
             await rollouts.run(tasks, run.k, base_seed=run.base_seed, on_result=on_result)
             policy_name = rollouts.policy_info.get("name", run.policy.label)
     writer.close()
@@ -119,5 +144,8 @@ def write_summary(run: EvalRun, summary: Summary, policy_name: str, seconds: flo
 
 
 def main(run: EvalRun) -> int:
-    asyncio.run(evaluate(run))
+    console = Console()
+    log = runlog.start(run.out / "gymbox.log")
+    console.print(f"engine, Ray and worker output: {log}")
+    asyncio.run(evaluate(run, console))
     return 0

@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gymbox.agent.policy import PolicyError
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import EpisodeError, Trajectory
+from gymbox.harness import runlog
 from gymbox.harness.episode import EpisodeConfig, make_provenance
 from gymbox.harness.rollout import failed, rollout
 from gymbox.harness.workers import EnvWorker, PolicyServer
@@ -37,11 +39,15 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
                                "configure_logging": True}
+    if runlog.active():  # a command's run: Ray's notices and the workers' output go to its log, not the terminal
+        options.update(configure_logging=False, log_to_driver=False)
+        runlog.route_loggers()
     if address:
         ray.init(address=address, **options)
     else:
         # A Ray of this machine alone listens on loopback only.
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **options)
+    runlog.route_loggers()
 
 
 def cpu_nodes() -> list[str]:
@@ -77,6 +83,17 @@ class Placement:
         if nodes:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)
         return options
+
+
+def runtime_options(runtime: str, containers: int | None) -> dict[str, Any]:
+    """The options of each worker's runtime for a run's settings: `containers` caps the containers one docker
+    runtime runs at once (default: as many as the machine can run with their limits)."""
+    if containers is None:
+        return {}
+    if runtime != "docker":
+        raise ValueError(f"containers={containers} caps the docker runtime's containers; the {runtime} runtime "
+                         "starts none (use --runtime docker, or leave containers out)")
+    return {"capacity": containers}
 
 
 @dataclass
@@ -130,7 +147,8 @@ class RayRollouts:
             # vLLM logs every engine detail, forwarded to the driver's terminal: keep its errors only (set
             # VLLM_LOGGING_LEVEL to see more), and none of torch's deprecation notices.
             quiet = {"env_vars": {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
-                                  "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::FutureWarning")}}
+                                  "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::FutureWarning"),
+                                  **({runlog.LOG_ENV: runlog.active()} if runlog.active() else {})}}
             actor = ray.remote(PolicyServer).options(max_concurrency=1000, runtime_env=quiet,
                                                      **self.placement.policy_options())
             self.policy = actor.remote(self.spec)
@@ -158,27 +176,31 @@ class RayRollouts:
                 log.warning("an environment worker of %s died; started a replacement", pool.env)
 
     async def _revive_policy(self, seen: Any) -> None:
-        """Restart the policy actor if `seen`, the one a failed generation went to, is dead; then hand the new
-        one to every worker. Episodes that saw the same death wait here and find it already replaced."""
+        """Restart the policy actor if `seen`, the one a failed generation went to, is dead or can no longer
+        generate (its engine died); then hand the new one to every worker. Episodes that saw the same death wait
+        here and find it already replaced."""
         import ray
         from ray.exceptions import RayActorError
 
         async with self._policy_lock:
             if seen is None or self.policy is not seen:
                 return
+            died: Exception
             try:
-                await seen.info.remote()
-                return  # alive: the generation failed for its own reasons, which the episode records
+                if await seen.healthy.remote():
+                    return  # alive: the generation failed for its own reasons, which the episode records
+                # The actor lives but its engine died: every generation would fail, so it is replaced all the same.
+                died, why = PolicyError("the policy actor's engine died"), "its engine died"
             except RayActorError as err:
-                died = err
+                died, why = err, type(err).__name__
             if self.policy_restarts >= self.max_policy_restarts:
                 raise PolicyDied(f"the policy actor died {self.policy_restarts + 1} times, more than policy_restarts="
                                  f"{self.max_policy_restarts} allows; stopping the run (see `ray logs` for why it "
-                                 f"died: {type(died).__name__})") from died
+                                 f"died: {why})") from died
             self.policy_restarts += 1
             version = self._weights[1] if self._weights else self.policy_info.get("weights_version", "0")
             log.warning("the policy actor died (%s); starting a new one serving weights version %s (restart %d of "
-                        "at most %d)", type(died).__name__, version, self.policy_restarts, self.max_policy_restarts)
+                        "at most %d)", why, version, self.policy_restarts, self.max_policy_restarts)
             ray.kill(seen)
             self.policy = None
             try:

@@ -14,6 +14,7 @@ from gymbox.agent.policy import Completion, Policy, PolicyError, Prompt, Samplin
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Provenance, Trajectory
 from gymbox.environments.runtime import make_runtime
+from gymbox.harness import runlog
 from gymbox.harness.episode import EpisodeConfig, sampling_record
 from gymbox.harness.rollout import attempt, runtime_provenance
 from gymbox.tasks.spec import TaskSpec
@@ -29,6 +30,7 @@ class PolicyServer:
     """Holds the policy built from its spec; episodes on every worker call `generate` concurrently."""
 
     def __init__(self, spec: PolicySpec) -> None:
+        runlog.redirect_process()  # the engine's output (and its processes') into the run's log, if there is one
         self.policy = spec.build()
         self.requests = 0  # generations asked for so far: progress a caller can wait on
 
@@ -44,7 +46,11 @@ class PolicyServer:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.policy.name, "weights_version": self.policy.weights_version,
-                "max_model_len": self.policy.max_model_len, "describe": self.policy.describe(), "node": node_id()}
+                "max_model_len": self.policy.max_model_len, "describe": self.policy.describe(), "node": node_id(),
+                "pid": os.getpid()}
+
+    def healthy(self) -> bool:
+        return self.policy.healthy()
 
     async def close(self) -> None:
         await self.policy.close()
@@ -79,6 +85,7 @@ class EnvWorker:
 
     def __init__(self, env: str, runtime: str, runtime_options: dict[str, Any], policy: Any,
                  policy_info: dict[str, Any], spec: PolicySpec, config: EpisodeConfig) -> None:
+        runlog.redirect_process()
         self.policy = RemotePolicy(policy, policy_info, spec.load_tokenizer())
         self.runtime = make_runtime(runtime, env, **runtime_options)
         self.config = config

@@ -63,6 +63,13 @@ class CrashOnBadActionEnv(EchoEnv):
         return super().step(action)
 
 
+class CrashOnGradeEnv(EchoEnv):
+    """Raises when a harness limit asks for its grade: the checker must catch it."""
+
+    def grade(self) -> dict[str, float]:
+        raise RuntimeError("no grade")
+
+
 class WrongReturnEnv(EchoEnv):
     def step(self, action: Action) -> StepResult:
         return {"observation": {}}  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from gymbox.environments.runtime import DockerRuntime, LocalRuntime, ProcessRunt
 from gymbox.environments.runtime.checker import check_runtime
 from gymbox.tasks import load_suite
 from tests.conftest import CHILD_ENV
-from tests.envs import CrashOnBadActionEnv, NondeterministicEnv
+from tests.envs import CrashOnBadActionEnv, CrashOnGradeEnv, NondeterministicEnv
 
 
 def _in_containers(env_id: str) -> bool:
@@ -45,12 +45,13 @@ async def test_registered_environment_conforms(env_id: str, request: pytest.Fixt
 async def test_conforms_through_a_server_process() -> None:
     async with ProcessRuntime("echo") as runtime:
         report = await check_runtime(runtime)
-    assert report.ok and len(report.results) == 8
+    assert report.ok and len(report.results) == 9
 
 
 @pytest.mark.parametrize("env_cls, failing", [
     (NondeterministicEnv, {"reset is deterministic"}),
     (CrashOnBadActionEnv, {"bad actions are explained", "steps are deterministic"}),
+    (CrashOnGradeEnv, {"grade ends the episode", "turn limit truncates"}),  # a limit grades too
 ])
 async def test_checker_catches_rule_breakers(env_cls: type, failing: set[str]) -> None:
     tasks = load_suite("echo-demo").tasks[:3]

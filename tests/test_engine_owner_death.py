@@ -47,7 +47,7 @@ def wait_ready(owner: subprocess.Popen[str], timeout: float = 600.0) -> None:
     raise AssertionError(f"the engine was not up after {timeout:g} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT], ids=["sigterm", "sigkill", "ctrl-c"])
 def test_no_engine_process_outlives_its_owner(smollm2: Path, sig: signal.Signals) -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              text=True, cwd=ROOT)

@@ -1,11 +1,15 @@
-"""Faults in a Ray run: a worker that raises, a policy actor that dies (restarted, or the run stops saying why)."""
+"""Faults in a Ray run: a worker that raises, a policy actor or its engine that dies (restarted, or the run stops
+saying why)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import psutil
 import pytest
 
+from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.ray_runner import PolicyDied, RayRollouts
@@ -70,3 +74,28 @@ async def test_a_policy_that_dies_past_its_restarts_stops_the_run_with_a_clear_e
         ray.kill(rollouts.policy)
         with pytest.raises(PolicyDied, match="policy_restarts=0"):
             await run
+
+
+@pytest.mark.timeout(900)  # two engine starts
+async def test_a_policy_actor_whose_engine_died_is_replaced_serving_the_weights_it_served(ray_local: None,
+                                                                                          smollm2: Path) -> None:
+    """The actor lives on but its vLLM engine is gone: it is replaced (not left failing every generation), and the
+    replacement loads the weights version the run had reached."""
+    config = EpisodeConfig(retries=2, sampling=Sampling(max_tokens=8, temperature=0.0))
+    async with RayRollouts(PolicySpec.parse(str(smollm2), max_model_len=1024, kv_cache_gib=0.5), config,
+                           workers_per_env=1) as rollouts:
+        await rollouts.load_weights(str(smollm2), "7")
+        first = rollouts.policy
+        actor = psutil.Process((await first.info.remote())["pid"])
+        engines = [p for p in actor.children(recursive=True) if "EngineCore" in " ".join([p.name(), *p.cmdline()])]
+        assert engines, "no vLLM EngineCore process under the policy actor"
+        for process in engines:
+            process.kill()
+        trajectories = await rollouts.run(TASKS[:2], 2)
+        replaced, restarts = rollouts.policy is not first, rollouts.policy_restarts
+        served = (await rollouts.policy.info.remote())["weights_version"]
+    assert replaced and restarts == 1 and served == "7"
+    for trajectory in trajectories:
+        assert trajectory.error is None and not trajectory.masked
+        assert trajectory.provenance.weights_version == "7"
+    assert any(t.attempts > 1 and t.failed_attempts[0].code == "policy_error" for t in trajectories)

@@ -77,6 +77,7 @@ def test_train_runs_syncs_checkpoints_and_resumes(tmp_path: Path) -> None:
     ({"learner": {"aggregation": "mean"}}, "aggregation"),
     ({"turn_level": True, "advantage": "rloo"}, "no turn-level form"),
     ({"stepz": 3}, "stepz"),
+    ({"containers": 4}, "the local runtime starts none"),
 ])
 def test_bad_configs_are_refused_before_anything_loads(tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(TrainConfigError, match=message):

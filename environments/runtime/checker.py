@@ -113,6 +113,7 @@ class Checker:
             ("steps are deterministic", self.check_step_determinism),
             ("bad actions are explained", self.check_bad_actions),
             ("turn limit truncates", self.check_truncation),
+            ("grade ends the episode", self.check_grade),
             ("close is idempotent", self.check_close),
             ("unknown session is typed", self.check_unknown_session),
             ("foreign task is refused", self.check_foreign_task),
@@ -210,6 +211,25 @@ class Checker:
                 except EpisodeOver:
                     pass
         return f"{truncated} of {len(self.tasks)} tasks truncated at the turn limit; later steps refused"
+
+    async def check_grade(self) -> str:
+        """A harness limit ends an episode with `grade`: signals once, the session still open, no step after."""
+        graded = 0
+        for task in self.tasks[:3]:
+            async with await self._client() as client:
+                await client.reset(task, self.seed)
+                answer = await client.grade()
+                _expect(answer.session == client.session, f"task {task.id}: grade answered for another session")
+                state = await client.state()
+                _expect(state.session == client.session, f"task {task.id}: grade closed the session")
+                for request in (client.step(Action()), client.grade()):
+                    try:
+                        await request
+                        raise CheckFailed(f"task {task.id}: the episode went on after it was graded")
+                    except EpisodeOver:
+                        pass
+                graded += 1
+        return f"{graded} episodes graded at turn 0; later steps and grades refused with EpisodeOver"
 
     async def check_close(self) -> str:
         async with await self._client() as client:

