@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gymbox.agent.policy import Completion, Policy, PolicyError, Prompt, Sampling, check_room
+from gymbox.agent.policy import Completion, FinishReason, Policy, PolicyError, Prompt, Sampling, check_room
 from gymbox.environments.api.models import Message
 
 Script = Callable[[list[Message], int], str]
@@ -43,21 +43,28 @@ class ScriptedPolicy(Policy):
         if self.delay:
             await asyncio.sleep(self.delay)
         text = self.script(prompt.messages, assistant_turns(prompt.messages))
-        if self.tokenizer is None:
-            return Completion(text=text, seconds=time.perf_counter() - started)
-        prompt_tokens = len(prompt.token_ids or [])
-        check_room(prompt_tokens, self.max_model_len)
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        room = sampling.max_tokens if self.max_model_len is None else \
-            min(sampling.max_tokens, self.max_model_len - prompt_tokens)
-        finish = "stop"
-        if self.tokenizer.eos_token_id is not None:
-            ids.append(self.tokenizer.eos_token_id)
-        if len(ids) > room:
-            ids, finish = ids[:room], "length"
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        return Completion(text=text, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason=finish,
-                          prompt_tokens=prompt_tokens, seconds=time.perf_counter() - started)
+        return encode_reply(text, prompt, sampling, tokenizer=self.tokenizer, max_model_len=self.max_model_len,
+                            started=started)
+
+
+def encode_reply(text: str, prompt: Prompt, sampling: Sampling, *, tokenizer: Any, max_model_len: int | None,
+                 started: float) -> Completion:
+    """A written reply as a model's generation: with a tokenizer, its tokens plus end-of-sequence (as a model ends a
+    turn), each with logprob 0.0, cut at the room the sampling and the context leave; else the text alone."""
+    if tokenizer is None:
+        return Completion(text=text, seconds=time.perf_counter() - started)
+    prompt_tokens = len(prompt.token_ids or [])
+    check_room(prompt_tokens, max_model_len)
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    room = sampling.max_tokens if max_model_len is None else min(sampling.max_tokens, max_model_len - prompt_tokens)
+    finish: FinishReason = "stop"
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    if len(ids) > room:
+        ids, finish = ids[:room], "length"
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return Completion(text=text, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason=finish,
+                      prompt_tokens=prompt_tokens, seconds=time.perf_counter() - started)
 
 
 def _from_list(replies: list[str]) -> Script:

@@ -7,7 +7,9 @@ user types after `--policy`:
 - a model folder, a prepared model's name or a hub name: that model on vLLM (`vllm:` prefix optional);
 - `openai:URL` (optionally `openai:URL#MODEL`): an OpenAI-compatible endpoint, chat mode; `openai+tokens:URL`
   for a vLLM server in token-accurate mode;
-- `scripted:MODULE:FUNCTION`: a `ScriptedPolicy` whose script is that function (tests, smoke runs).
+- `scripted:MODULE:FUNCTION`: a `ScriptedPolicy` whose script is that function (tests, smoke runs);
+- `expert`: every environment's expert (`agent/experts`), its replies in the default model's tokens (`expert:MODEL`
+  for another model's tokenizer, `expert:chat` for text only).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gymbox.agent.policy import Policy
 
-PolicyKind = Literal["vllm", "openai", "scripted"]
+PolicyKind = Literal["vllm", "openai", "scripted", "expert"]
 
 
 class PolicySpec(BaseModel):
@@ -38,7 +40,7 @@ class PolicySpec(BaseModel):
         """A spec from its command-line form (see the module docstring); `options` go to the policy class."""
         text = text.strip()
         if not text:
-            raise ValueError("empty policy; use `default`, a model folder or name, `openai:URL` or "
+            raise ValueError("empty policy; use `default`, a model folder or name, `openai:URL`, `expert` or "
                              "`scripted:MODULE:FUNCTION`")
         prefix, _, rest = text.partition(":")
         if prefix in ("openai", "openai+tokens"):
@@ -47,6 +49,10 @@ class PolicySpec(BaseModel):
                 raise ValueError(f"{text!r}: give the endpoint, e.g. openai:http://127.0.0.1:8000/v1")
             return cls(kind="openai", url=url, model=model or None,
                        mode="tokens" if prefix == "openai+tokens" else "chat", options=options)
+        if prefix == "expert":
+            if rest == "chat":
+                return cls(kind="expert", mode="chat", options=options)
+            return cls(kind="expert", mode="tokens", tokenizer=rest or None, options=options)
         if prefix == "scripted":
             if ":" not in rest:
                 raise ValueError(f"{text!r}: a scripted policy is scripted:MODULE:FUNCTION")
@@ -61,6 +67,8 @@ class PolicySpec(BaseModel):
             return f"openai:{self.url}" + (f"#{self.model}" if self.model else "")
         if self.kind == "scripted":
             return f"scripted:{self.script}"
+        if self.kind == "expert":
+            return "expert" + (":chat" if self.mode == "chat" else f":{self.tokenizer}" if self.tokenizer else "")
         return self.model or "default"
 
     def build(self) -> Policy:
@@ -82,6 +90,10 @@ class PolicySpec(BaseModel):
             from gymbox.agent.openai_policy import OpenAIPolicy
 
             return OpenAIPolicy(str(self.url), self.model, mode=self.mode, tokenizer=self.tokenizer, **self.options)
+        if self.kind == "expert":
+            from gymbox.agent.experts import ExpertPolicy
+
+            return ExpertPolicy(tokenizer=self.load_tokenizer(), name=self.label, **self.options)
         from gymbox.agent.scripted import ScriptedPolicy
 
         options = dict(self.options)
@@ -97,6 +109,8 @@ class PolicySpec(BaseModel):
             return load_tokenizer(self.tokenizer or self.model)
         if self.kind == "scripted" and self.tokenizer:
             return load_tokenizer(self.tokenizer)
+        if self.kind == "expert" and self.mode == "tokens":
+            return load_tokenizer(self.tokenizer)  # None: the default model's, the model a warm start trains
         return None
 
 

@@ -1,4 +1,5 @@
-"""Tokens/s of one GRPO update on the same model and batch: gymbox's `Learner` against TRL's `GRPOTrainer`."""
+"""Tokens/s of one learner update on the same model and batch: gymbox's `Learner` against TRL's `GRPOTrainer`
+(`--mode grpo`), or `gymbox sft`'s step against TRL's `SFTTrainer` (`--mode sft`, in _learner_sft.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 from _learner_common import PeakMemory, Rollout, UpdateResult, load_model
+from _learner_sft import print_sft_table, run_sft
 from _learner_trl import TRL_LOSS_TYPES, TrlSide
 
 # TRL warns at import about the installed vLLM version; the benchmark never uses vLLM.
@@ -156,6 +158,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     device = pick_device(args.device)
     args.precision = resolve_precision(args.precision, device)
+    if args.mode == "sft":
+        if args.demos % args.micro_batch_size:
+            raise SystemExit(f"--micro-batch-size {args.micro_batch_size} must divide --demos {args.demos}: TRL "
+                             "takes per_device_train_batch_size x gradient_accumulation_steps sequences per step")
+        path = str(args.model or default_model_path())
+        quiet_libraries()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return run_sft(args, path, device, pad_id, len(tokenizer))
     sequences = args.groups * args.group_size
     if sequences % args.micro_batch_size:
         raise SystemExit(f"--micro-batch-size {args.micro_batch_size} must divide the batch of {sequences} sequences:"
@@ -258,6 +269,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("grpo", "sft"), default="grpo")
     parser.add_argument("--model", help="a local model folder (default: gymbox's default model)")
     parser.add_argument("--groups", type=int, default=2)
     parser.add_argument("--group-size", type=int, default=4)
@@ -275,8 +287,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--epsilon", type=float, default=0.2, help="clip range, both sides")
     parser.add_argument("--seed", type=int, default=0)
+    sft = parser.add_argument_group("sft mode (--prompt-tokens is the shared system prompt, --min/--max-completion "
+                                    "a reply's length)")
+    sft.add_argument("--demos", type=int, default=8, help="demonstrations in the step")
+    sft.add_argument("--turns", type=int, default=3, help="expert replies per demonstration")
+    sft.add_argument("--min-observation", type=int, default=20)
+    sft.add_argument("--max-observation", type=int, default=80)
+    sft.add_argument("--sft-lr", type=float, default=1e-5)
     result = run(parser.parse_args())
-    print_table(result)
+    (print_sft_table if result.get("mode") == "sft" else print_table)(result)
     print(json.dumps(result))
 
 

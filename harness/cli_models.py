@@ -1,4 +1,4 @@
-"""`gymbox models prepare|ls`: build local model folders (no hub needed) and list them."""
+"""`gymbox models prepare|ls|merge`: build local model folders (no hub needed), list them, merge adapters."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gymbox.agent.models import DTYPES, ModelUnavailable, list_models, models_dir, prepare_model
+from gymbox.harness.cli_sft import add_merge_command
 
 console = Console()
 
@@ -50,3 +51,4 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dir", type=Path, help="folder holding the models (default: $GYMBOX_MODELS or "
                                             "~/.cache/gymbox/models)")
     p.set_defaults(handler=cmd_models_ls)
+    add_merge_command(models)

@@ -21,7 +21,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     from gymbox.harness.train import main
 
-    return main(config, fresh=args.fresh)
+    try:  # an offline run's store is checked against the model when the run starts, before the learner loads
+        return main(config, fresh=args.fresh)
+    except TrainConfigError as err:
+        console.print(f"[red]cannot train[/red]: {err}")
+        return 2
 
 
 def add_commands(sub: Any) -> None:

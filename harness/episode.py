@@ -188,7 +188,7 @@ class Episode:
             policy_started = time.perf_counter()
             completion = await self.policy.generate(
                 Prompt(token_ids=self.sequence.token_ids if self.sequence else None, messages=list(self.messages),
-                       tools=tools), sampling)
+                       tools=tools, task=self.task, parser=self.config.parser), sampling)
             waited = time.perf_counter() - policy_started
             self.trajectory.policy_seconds += waited
             turn = self._record_generation(index, completion, parser, waited)

@@ -25,6 +25,8 @@ from gymbox.agent.learner.learner import Learner
 from gymbox.agent.models import default_model_path, resolve_model
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
+from gymbox.harness import runlog
+from gymbox.harness.evaluate import ready_line
 from gymbox.harness.store import TrajectoryStore
 from gymbox.harness.train_config import TrainConfig
 from gymbox.harness.train_report import plot_rewards, print_eval
@@ -47,7 +49,8 @@ class Trainer:
         if fresh and self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.tasks = list(load_suite(config.suite).tasks)  # a bad suite name fails before any model loads
+        # A bad suite name fails before any model loads; offline training (`source`) has no suite.
+        self.tasks = list(load_suite(config.suite).tasks) if config.suite else []
         self.eval_tasks = self._eval_tasks()
 
     def _eval_tasks(self) -> list[TaskSpec]:
@@ -60,8 +63,6 @@ class Trainer:
 
     async def run(self) -> dict[str, Any]:
         """Train for the configured steps (from the latest checkpoint when there is one); the last metrics."""
-        from gymbox.harness.ray_runner import RayRollouts
-
         cfg = self.config
         saved = checkpoint.latest(self.out / "checkpoints")
         initial = str(default_model_path() if cfg.model == "default" else resolve_model(cfg.model))
@@ -79,9 +80,9 @@ class Trainer:
         writer = TrajectoryStore(self.out / "trajectories").writer()
         last: dict[str, Any] = {}
         try:
-            async with RayRollouts(spec, cfg.episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
-                                   address=cfg.ray_address) as rollouts:
-                self.console.print(f"policy ready: {rollouts.policy_info.get('name')}, weights {start}")
+            async with self._policy(spec) as rollouts:
+                if rollouts is not None:
+                    self.console.print(ready_line(rollouts.policy_info, weights=start))
                 if start == 0 and cfg.eval:
                     await self._evaluate(rollouts, "before", 0)
                 for step in range(start, cfg.steps):
@@ -104,17 +105,31 @@ class Trainer:
         print_eval(self.out, self.console)
         return last
 
-    async def _step(self, rollouts: Any, learner: Learner, writer: Any, step: int) -> dict[str, Any]:
+    def _policy(self, spec: PolicySpec) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The rollouts (Ray workers and the policy engine) a run plays with."""
+        from gymbox.harness.ray_runner import RayRollouts, runtime_options
+
         cfg = self.config
-        started = time.perf_counter()
+        return RayRollouts(spec, cfg.episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
+                           runtime_options=runtime_options(cfg.runtime, cfg.containers), address=cfg.ray_address)
+
+    async def _batch(self, rollouts: Any, writer: Any, step: int) -> list[Trajectory]:
+        """Step `step`'s scored trajectories: its tasks' groups, played by the policy and stored."""
+        cfg = self.config
         tasks = self._tasks_for(step)
         with self._bar(f"step {step + 1}: rollouts", len(tasks) * cfg.group_size) as advance:
             scored = await play_rounds(lambda part, seed: rollouts.run(part, cfg.group_size, base_seed=seed,
                                                                        on_result=advance, step=step),
                                        tasks, cfg.seed * 1_000_003 + step)
-        rollout_s = time.perf_counter() - started
         for t in scored:
             writer.append(t)
+        return scored
+
+    async def _step(self, rollouts: Any, learner: Learner, writer: Any, step: int) -> dict[str, Any]:
+        cfg = self.config
+        started = time.perf_counter()
+        scored = await self._batch(rollouts, writer, step)
+        rollout_s = time.perf_counter() - started
         values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma,
                                       spec=load_spec(cfg.episode.reward))
         samples = samples_of(scored, values, skip_zero=cfg.skip_zero_advantage)
@@ -128,11 +143,15 @@ class Trainer:
             metrics["sync_s"] = time.perf_counter() - synced
         else:  # every group's rewards were equal: no gradient, the weights stay as they are
             metrics["skipped"] = "no learning signal: every group's rewards are equal"
-        metrics["weights_version"] = rollouts.policy_info.get("weights_version")
+        metrics["weights_version"] = self._weights_version(rollouts, step)
         metrics["seconds"] = time.perf_counter() - started
         _append_json(self.out / "metrics.jsonl", metrics)
         self._report(metrics)
         return metrics
+
+    def _weights_version(self, rollouts: Any, step: int) -> str | None:
+        """The weights the policy serves after step `step` (the next step's rollouts are theirs)."""
+        return rollouts.policy_info.get("weights_version")
 
     def _tasks_for(self, step: int) -> list[TaskSpec]:
         """`tasks_per_step` tasks, distinct while the suite has enough (`train_tasks.step_indices`)."""
@@ -197,5 +216,12 @@ def _plain(value: Any) -> Any:
 
 
 def main(config: TrainConfig, *, fresh: bool = False) -> int:
-    asyncio.run(Trainer(config, fresh=fresh).run())
+    if config.source is not None:  # batches from a trajectory store, not rollouts
+        from gymbox.harness.train_offline import OfflineTrainer
+
+        trainer: Trainer = OfflineTrainer(config, fresh=fresh)
+    else:
+        trainer = Trainer(config, fresh=fresh)
+    trainer.console.print(f"engine, Ray and worker output: {runlog.start(trainer.out / 'gymbox.log')}")
+    asyncio.run(trainer.run())
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gymbox.agent.learner import lora
 from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.learner.learner import Learner
 
@@ -80,13 +81,16 @@ def restore(learner: Learner, path: str | os.PathLike[str]) -> dict[str, Any]:
     weights: dict[str, torch.Tensor] = {}
     for shard in sorted((path / "model").glob("*.safetensors")):
         weights.update(load_file(shard, device=str(learner.device)))
-    missing, unexpected = learner.model.load_state_dict(weights, strict=False)
-    # Tied weights (the output head sharing the embedding) are saved once: a missing tied key is expected.
-    tied = set(getattr(learner.model, "_tied_weights_keys", None) or [])
-    missing = [k for k in missing if k not in tied and "lm_head" not in k]
-    if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint does not match the model: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}")
+    if lora.is_lora(learner.model):  # a LoRA run's checkpoint holds its adapters, not the frozen base
+        lora.load_adapter_weights(learner.model, weights)
+    else:
+        missing, unexpected = learner.model.load_state_dict(weights, strict=False)
+        # Tied weights (the output head sharing the embedding) are saved once: a missing tied key is expected.
+        tied = set(getattr(learner.model, "_tied_weights_keys", None) or [])
+        missing = [k for k in missing if k not in tied and "lm_head" not in k]
+        if missing or unexpected:
+            raise ValueError(f"{path}: checkpoint does not match the model: missing {missing[:5]}, unexpected "
+                             f"{unexpected[:5]}")
     state = torch.load(path / "trainer.pt", map_location=learner.device, weights_only=False)
     learner.load_state(state["learner"])
     set_rng_state(state["rng"])

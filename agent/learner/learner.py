@@ -142,9 +142,16 @@ class Learner:
             clipped += float(terms.clipped[mask].sum())
             drift = terms.kl if terms.kl is not None else k3_kl(logp.detach(), old_logp)
             kl_sum += float(drift.detach()[mask].sum())
+        grad_norm = self.apply_gradients()
+        return {"loss": loss_sum, "clipped": clipped, "kl": kl_sum, "tokens": norm.tokens, "grad_norm": grad_norm,
+                **mismatch.sums()}
+
+    def apply_gradients(self) -> float:
+        """Clip the accumulated gradients, take one optimizer step; the pre-clip gradient norm. A non-finite norm
+        skips the step (the weights stay as they are) and raises. Shared by every loss that drives this learner."""
         params = [p for p in self.model.parameters() if p.grad is not None]
-        if cfg.max_grad_norm is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        if self.config.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
         else:
             grad_norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.
         if not math.isfinite(grad_norm):
@@ -153,8 +160,7 @@ class Learner:
                                      "and the weights are unchanged; lower the learning rate or use precision: fp32")
         self.optimizer.step()
         self.step += 1
-        return {"loss": loss_sum, "clipped": clipped, "kl": kl_sum, "tokens": norm.tokens, "grad_norm": grad_norm,
-                **mismatch.sums()}
+        return grad_norm
 
     def _old_logprobs(self, samples: Sequence[Sample]) -> list[Tensor] | None:
         """This model's log-probs before the batch's first step, when they cannot be read off the first forward
