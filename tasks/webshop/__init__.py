@@ -1,0 +1,1 @@
+"""Web shop tasks: the generated catalog, goals, the original WebShop files, and the expert."""
