@@ -4,6 +4,9 @@ pass@k follows Chen et al. (2021, "Evaluating Large Language Models Trained on C
 of which c succeed, pass@k = 1 - C(n-c, k) / C(n, k), the probability that at least one of k samples drawn
 without replacement succeeds; computed as a product to stay exact for large n. Rollouts masked for
 infrastructure errors are not samples: they are counted apart and left out of n.
+
+pass^k is τ²-bench's reliability metric (Yao et al. 2024, "τ-bench"): the probability that k samples drawn without
+replacement all succeed, C(c, k) / C(n, k), averaged over tasks. Reports show it for τ²-bench categories.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """pass^k for one task with `n` samples of which `c` succeeded: C(c, k) / C(n, k)."""
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if k < 1 or k > n:
+        raise ValueError(f"pass^{k} needs at least {k} samples per task, got {n}")
+    return math.comb(c, k) / math.comb(n, k)
+
+
 @dataclass
 class Row:
     """Figures for one category (or all tasks)."""
@@ -36,6 +48,7 @@ class Row:
     episodes: int = 0
     masked: int = 0
     pass_at: dict[int, float] = field(default_factory=dict)
+    pass_hat: dict[int, float] = field(default_factory=dict)  # pass^k
     mean_reward: float | None = None
     success_rate: float | None = None
 
@@ -51,11 +64,14 @@ class Summary:
         return asdict(self)
 
     def to_markdown(self) -> str:
-        head = ["category", "tasks", "episodes", "masked", *(f"pass@{k}" for k in self.ks), "mean reward"]
+        hats = self.ks if any(row.name.startswith("tau2-") for row in self.categories) else []
+        head = ["category", "tasks", "episodes", "masked", *(f"pass@{k}" for k in self.ks),
+                *(f"pass^{k}" for k in hats), "mean reward"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in [*self.categories, self.overall]:
             cells = [f"**{row.name}**" if row is self.overall else row.name, str(row.tasks), str(row.episodes),
-                     str(row.masked), *(_pct(row.pass_at.get(k)) for k in self.ks), _num(row.mean_reward)]
+                     str(row.masked), *(_pct(row.pass_at.get(k)) for k in self.ks),
+                     *(_pct(row.pass_hat.get(k)) for k in hats), _num(row.mean_reward)]
             lines.append("| " + " | ".join(cells) + " |")
         if self.incomplete:
             lines.append(f"\n{len(self.incomplete)} tasks had fewer than {max(self.ks)} valid samples and are "
@@ -98,6 +114,9 @@ def _row(name: str, tasks: list[list[Trajectory]], ks: list[int], signal: str) -
         scores = [pass_at_k(len(runs), sum(succeeded(r, signal) for r in runs), k) for runs in valid if len(runs) >= k]
         if scores:
             row.pass_at[k] = sum(scores) / len(scores)
+        hats = [pass_hat_k(len(runs), sum(succeeded(r, signal) for r in runs), k) for runs in valid if len(runs) >= k]
+        if hats:
+            row.pass_hat[k] = sum(hats) / len(hats)
     rewards = [r.reward for r in episodes if r.reward is not None]
     row.mean_reward = sum(rewards) / len(rewards) if rewards else None
     row.success_rate = sum(succeeded(r, signal) for r in episodes) / len(episodes) if episodes else None

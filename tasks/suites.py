@@ -16,11 +16,17 @@ SUITES: dict[str, str] = {
     "toolcall-single": "gymbox.tasks.toolcall.suite:single_turn_tasks",
     "toolcall-multi": "gymbox.tasks.toolcall.suite:multi_turn_tasks",
     "toolcall-smoke": "gymbox.tasks.toolcall.suite:smoke_tasks",
+    "tau2-airline": "gymbox.tasks.toolcall.tau2:airline_tasks",
+    "tau2-retail": "gymbox.tasks.toolcall.tau2:retail_tasks",
+    "tau2-telecom": "gymbox.tasks.toolcall.tau2:telecom_tasks",
+    "tau2-telecom-full": "gymbox.tasks.toolcall.tau2:telecom_full_tasks",
     "shell": "gymbox.tasks.shell:tasks",
     "textworld": "gymbox.tasks.textworld.suite:tasks",
     "alfworld": "gymbox.tasks.alfworld.suite:tasks",
     "alfworld-official": "gymbox.tasks.alfworld.suite:official_tasks",
     "swe": "gymbox.tasks.swe.suite:tasks",
+    "webshop": "gymbox.tasks.webshop.suite:tasks",
+    "webshop-original": "gymbox.tasks.webshop.suite:original_tasks",
 }
 
 

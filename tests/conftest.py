@@ -14,6 +14,9 @@ from gymbox.tasks import TaskSpec, load_suite
 ROOT = Path(__file__).resolve().parents[1]
 # Child server processes import the test environments from this checkout.
 CHILD_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+# τ²-bench tasks need a simulated user; tests that do not choose one (the conformance checker) get the scripted
+# gold user, which is deterministic and needs no model.
+os.environ.setdefault("GYMBOX_TAU2_USER", "gold")
 
 
 @pytest.fixture

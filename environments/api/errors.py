@@ -112,12 +112,20 @@ class TransportError(EnvError):
     http_status = 502
 
 
+class UserPolicyError(EnvError):
+    """The simulated user's policy of a conversation (a τ²-bench customer) failed: its endpoint is down or its reply
+    does not parse. Infrastructure: retried on a fresh session, then masked."""
+
+    code = "user_policy_error"
+    http_status = 502
+
+
 ERRORS: dict[str, type[EnvError]] = {
     cls.code: cls
     for cls in (
         EnvError, InvalidRequest, PayloadTooLarge, UnknownEnvironment, UnknownSession, SessionExpired,
         InvalidReply, EpisodeOver, InvalidTask, InvalidAction, CapacityError, StepTimeout, EnvCrashed,
-        TransportError,
+        TransportError, UserPolicyError,
     )
 }
 

@@ -61,6 +61,8 @@ ERROR_KINDS: dict[str, ErrorKind] = {e.code: e for e in (
     ErrorKind("invalid_reply", _I, "a server's reply that does not validate (client and server versions differ?)"),
     # Infrastructure: the harness's and the reward's.
     ErrorKind("policy_error", _I, "the policy failed to generate (engine error, no token ids)"),
+    ErrorKind("user_policy_error", _I, "the simulated user's policy of a τ²-bench episode failed (its endpoint down, "
+              "a reply that does not parse)"),
     ErrorKind("template_not_incremental", _I, "the chat template re-renders earlier turns: tokens cannot be appended"),
     ErrorKind("worker_died", _I, "the Ray worker running the episode died"),
     ErrorKind("runtime_error", _I, "an unexpected exception from the runtime or worker running the episode (Docker's "
