@@ -1,0 +1,1 @@
+"""`gymbox view`: a local web viewer for trajectory stores, training runs and evaluation folders."""
