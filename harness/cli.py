@@ -13,15 +13,19 @@ from rich.table import Table
 from gymbox.environments.api.errors import EnvError
 from gymbox.environments.api.registry import default_registry
 from gymbox.environments.api.serve import add_arguments as add_serve_arguments
+from gymbox.harness.cli_collect import add_commands as add_collect_commands
 from gymbox.harness.cli_docker import add_commands as add_docker_commands
 from gymbox.harness.cli_eval import add_commands as add_eval_commands
 from gymbox.harness.cli_games import add_games_commands
 from gymbox.harness.cli_models import add_commands as add_model_commands
 from gymbox.harness.cli_new_env import add_commands as add_new_env_commands
 from gymbox.harness.cli_progress import add_commands as add_progress_commands
+from gymbox.harness.cli_sft import add_commands as add_sft_commands
 from gymbox.harness.cli_swe import add_swe_commands
 from gymbox.harness.cli_train import add_commands as add_train_commands
 from gymbox.harness.cli_traj import add_commands as add_traj_commands
+from gymbox.harness.cli_view import add_commands as add_view_commands
+from gymbox.harness.cli_webshop import add_commands as add_webshop_commands
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import UnknownSuite, describe_suite, list_suites, load_suite
 
@@ -178,13 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uds", help="play against a running server on this Unix socket")
     add_docker_commands(sub)
     add_traj_commands(sub)
+    add_view_commands(sub)
     add_model_commands(sub)
     add_eval_commands(sub)
+    add_collect_commands(sub)
     add_train_commands(sub)
+    add_sft_commands(sub)
     add_progress_commands(sub)
     add_games_commands(sub)
     add_swe_commands(sub)
     add_new_env_commands(sub)
+    add_webshop_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")

@@ -29,6 +29,7 @@ from gymbox.agent.parsers import PARSERS
 from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
+from gymbox.harness import runlog
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.metrics import succeeded
 from gymbox.harness.store import TrajectoryStore
@@ -216,6 +217,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                            max_turns=args.max_turns, retries=args.retries)
     run = CollectRun(suite=args.suite, policy=spec, out=args.out, keep=args.keep, limit=args.limit, config=config,
                      runtime=args.runtime, workers=args.workers, base_seed=args.seed, ray_address=args.ray_address)
+    console.print(f"engine, Ray and worker output: {runlog.start(run.out / 'gymbox.log')}")
     try:
         report = asyncio.run(collect(run))
     except NothingToCollect as err:
