@@ -197,7 +197,7 @@ class Trainer:
             f"step {m['step']:>4}/{self.config.steps}  reward {f('reward_mean')} ± {f('reward_std')}  "
             f"success {f('success', '.2f')}  zero-std {f('zero_std_fraction', '.2f')}  samples {m['samples']}  "
             f"loss {f('loss', '.4f')}  clip {f('clip_fraction', '.3f')}  kl {f('kl', '.4f')}  "
-            f"{f('tokens_per_s', '.0f')} tok/s  {m['seconds']:.0f} s")
+            f"entropy {f('entropy', '.2f')}  {f('tokens_per_s', '.0f')} tok/s  {m['seconds']:.0f} s")
 
 
 def _tokenizer(model_path: Path) -> Any:

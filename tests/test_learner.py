@@ -13,7 +13,7 @@ from gymbox.agent.learner import checkpoint, forward
 from gymbox.agent.learner.batch import Sample, collate, sample_of
 from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.learner.learner import Learner
-from gymbox.agent.learner.loss import AGGREGATIONS, grpo_terms, truncated_is_weights
+from gymbox.agent.learner.loss import AGGREGATIONS, grpo_terms, token_entropy, truncated_is_weights
 
 VOCAB = 32
 
@@ -110,6 +110,24 @@ def test_loss_equals_hand_computed_value() -> None:
         assert stats.is_ratio_mean == pytest.approx(sum(ratios) / 3, rel=1e-5)
         assert stats.is_ratio_max == pytest.approx(0.5 * math.exp(2), rel=1e-5)
         assert stats.is_truncated_fraction == pytest.approx(1 / 3)  # a2 only: b1's weight is exactly the cap
+
+
+def test_entropy_is_logged_at_policy_tokens_only() -> None:
+    """The update's entropy is the mean over policy tokens of each next-token distribution's entropy, from the
+    model before the step; observations and prompts do not count."""
+    assert float(token_entropy(torch.zeros(VOCAB))) == pytest.approx(math.log(VOCAB))  # uniform: log V
+    peaked = torch.full((VOCAB,), -30.0)
+    peaked[3] = 30.0
+    assert float(token_entropy(peaked)) == pytest.approx(0.0, abs=1e-20)
+    samples = batch()
+    model = tiny_llama()
+    collated = collate(samples)
+    with torch.no_grad():
+        logits = model(input_ids=collated.input_ids, attention_mask=collated.attention_mask).logits
+    expected = token_entropy(logits)[collated.mask.bool()].mean()
+    stats = Learner(model, LearnerConfig(lr=1e-3, micro_batch_size=3, precision="fp32")).update(samples)
+    assert stats.entropy == pytest.approx(float(expected), rel=1e-5)
+    assert 0 < stats.entropy < math.log(VOCAB)
 
 
 def test_clipped_ratio_equals_hand_computed_terms() -> None:
@@ -301,6 +319,7 @@ def test_sharing_the_prompt_changes_nothing_but_the_cost(aggregation: str) -> No
     (plain, s_plain), (shared, s_shared) = runs
     assert s_shared.loss == pytest.approx(s_plain.loss, rel=1e-5, abs=1e-7)
     assert s_shared.clip_fraction == s_plain.clip_fraction
+    assert s_shared.entropy == pytest.approx(s_plain.entropy, rel=1e-5)
     for name in plain:
         torch.testing.assert_close(shared[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
 

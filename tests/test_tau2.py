@@ -9,9 +9,8 @@ import pytest
 
 from gymbox.agent.experts.tau2 import plan, tau2
 from gymbox.environments.api import Action, Message, ToolCall
-from gymbox.environments.api.errors import InvalidTask
+from gymbox.environments.api.errors import InvalidTask, UserPolicyError, from_wire
 from gymbox.environments.runtime import LocalRuntime
-from gymbox.environments.api.errors import UserPolicyError, from_wire
 from gymbox.harness.metrics import pass_hat_k
 from gymbox.tasks import TaskSpec, load_suite
 from gymbox.tasks.toolcall.tau2 import import_tau2, package_task, with_user

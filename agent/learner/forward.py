@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gymbox.agent.learner.batch import Collated
-from gymbox.agent.learner.loss import token_logprobs
+from gymbox.agent.learner.loss import token_entropy, token_logprobs
 
 MIN_SHARED_PREFIX = 16  # below this the second forward call costs more than it saves
 
@@ -34,8 +34,9 @@ def shared_prefix(batch: Collated) -> int:
 
 
 def logprobs(model: nn.Module, batch: Collated, autocast: contextlib.AbstractContextManager[Any] | None = None, *,
-             share: bool = True) -> Tensor:
-    """log p(target) [B, T] in float32, 0 where no row has a policy token."""
+             share: bool = True, entropy: Tensor | None = None) -> Tensor:
+    """log p(target) [B, T] in float32, 0 where no row has a policy token. With `entropy` (a [B, T] float32 buffer),
+    each of those positions' entropy is written into it too, from the same logits (no gradient)."""
     out = torch.zeros(batch.targets.shape, dtype=torch.float32, device=batch.input_ids.device)
     keep = batch.mask.any(dim=0).nonzero().squeeze(-1)
     if len(keep) == 0:
@@ -45,16 +46,23 @@ def logprobs(model: nn.Module, batch: Collated, autocast: contextlib.AbstractCon
         if prefix < MIN_SHARED_PREFIX:
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=keep,
                            use_cache=False).logits
-            out[:, keep] = token_logprobs(logits, batch.targets[:, keep])
+            _fill(out, entropy, keep, logits, batch.targets[:, keep])
             return out
-        return _shared(model, batch, prefix, out)
+        return _shared(model, batch, prefix, out, entropy)
 
 
-def _shared(model: nn.Module, batch: Collated, p: int, out: Tensor) -> Tensor:
+def _fill(out: Tensor, entropy: Tensor | None, where: Tensor | int, logits: Tensor, targets: Tensor) -> None:
+    """Columns `where` of `out` (and of `entropy`, when given) from `logits` at those positions."""
+    out[:, where] = token_logprobs(logits, targets)
+    if entropy is not None:
+        entropy[:, where] = token_entropy(logits)
+
+
+def _shared(model: nn.Module, batch: Collated, p: int, out: Tensor, entropy: Tensor | None = None) -> Tensor:
     """The prefix once (its last logit predicts the first suffix target), then every suffix over its keys/values."""
     rows, width = batch.input_ids.shape
     head = model(input_ids=batch.input_ids[:1, :p], use_cache=True, logits_to_keep=1)
-    out[:, p - 1] = token_logprobs(head.logits[:, -1].expand(rows, -1), batch.targets[:, p - 1])
+    _fill(out, entropy, p - 1, head.logits[:, -1].expand(rows, -1), batch.targets[:, p - 1])
     cache = head.past_key_values
     cache.batch_repeat_interleave(rows)
     keep = batch.mask[:, p:].any(dim=0).nonzero().squeeze(-1)
@@ -63,5 +71,5 @@ def _shared(model: nn.Module, batch: Collated, p: int, out: Tensor) -> Tensor:
     positions = torch.arange(p, width, device=batch.input_ids.device).unsqueeze(0).expand(rows, -1)
     logits = model(input_ids=batch.input_ids[:, p:], attention_mask=batch.attention_mask, past_key_values=cache,
                    position_ids=positions, use_cache=True, logits_to_keep=keep).logits
-    out[:, p + keep] = token_logprobs(logits, batch.targets[:, p + keep])
+    _fill(out, entropy, p + keep, logits, batch.targets[:, p + keep])
     return out

@@ -44,6 +44,7 @@ class UpdateStats:
     is_ratio_mean: float | None = None
     is_ratio_max: float | None = None
     is_truncated_fraction: float | None = None
+    entropy: float | None = None  # mean entropy (nats) of the policy's next-token distribution at policy tokens
 
     @property
     def tokens_per_s(self) -> float:
@@ -118,12 +119,13 @@ class Learner:
         cfg = self.config
         norm = Normalizer.of(cfg.aggregation, [torch.tensor(s.mask[1:]) for s in samples])
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = clipped = kl_sum = 0.0
+        loss_sum = clipped = kl_sum = entropy_sum = 0.0
         mismatch = _Mismatch()
         for start in range(0, len(samples), cfg.micro_batch_size):
             part = samples[start:start + cfg.micro_batch_size]
             batch = collate(part, self.pad_id, self.device)
-            logp = self._logprobs(self.model, batch)
+            entropy = torch.zeros(batch.targets.shape, dtype=torch.float32, device=self.device)
+            logp = self._logprobs(self.model, batch, entropy=entropy)
             old_logp = _pad_rows(old[start:start + len(part)], logp.shape) if old is not None else logp.detach()
             mask = batch.mask.bool()
             weights = None
@@ -142,9 +144,10 @@ class Learner:
             clipped += float(terms.clipped[mask].sum())
             drift = terms.kl if terms.kl is not None else k3_kl(logp.detach(), old_logp)
             kl_sum += float(drift.detach()[mask].sum())
+            entropy_sum += float(entropy[mask].sum())
         grad_norm = self.apply_gradients()
-        return {"loss": loss_sum, "clipped": clipped, "kl": kl_sum, "tokens": norm.tokens, "grad_norm": grad_norm,
-                **mismatch.sums()}
+        return {"loss": loss_sum, "clipped": clipped, "kl": kl_sum, "entropy": entropy_sum, "tokens": norm.tokens,
+                "grad_norm": grad_norm, **mismatch.sums()}
 
     def apply_gradients(self) -> float:
         """Clip the accumulated gradients, take one optimizer step; the pre-clip gradient norm. A non-finite norm
@@ -175,8 +178,8 @@ class Learner:
                 rows += [logp[i, :len(s.token_ids) - 1] for i, s in enumerate(part)]
         return rows
 
-    def _logprobs(self, model: nn.Module, batch: Collated) -> Tensor:
-        return forward.logprobs(model, batch, self._autocast(), share=self.config.share_prefix)
+    def _logprobs(self, model: nn.Module, batch: Collated, entropy: Tensor | None = None) -> Tensor:
+        return forward.logprobs(model, batch, self._autocast(), share=self.config.share_prefix, entropy=entropy)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:
@@ -261,6 +264,7 @@ class _Totals:
         return UpdateStats(loss=sum(s["loss"] for s in self.steps) / len(self.steps),
                            clip_fraction=sum(s["clipped"] for s in self.steps) / seen,
                            kl=sum(s["kl"] for s in self.steps) / seen,
+                           entropy=sum(s["entropy"] for s in self.steps) / seen,
                            grad_norm=max(s["grad_norm"] for s in self.steps), sequences=sequences, tokens=tokens,
                            policy_tokens=policy_tokens, optimizer_steps=len(self.steps), seconds=seconds, **mismatch)
 

@@ -20,6 +20,14 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
+def token_entropy(logits: Tensor) -> Tensor:
+    """The entropy (nats) of each position's next-token distribution under `logits` [..., V], without gradient: a
+    diagnostic (a policy collapsing onto one reply has entropy near 0), never part of the loss."""
+    with torch.no_grad():
+        logp = torch.log_softmax(logits.detach().float(), dim=-1)
+        return -(logp.exp() * logp).sum(-1)
+
+
 def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """Schulman's k3 estimator of KL(pi || ref) per token: exp(ref - logp) - (ref - logp) - 1 (>= 0, unbiased)."""
     delta = ref_logp - logp
