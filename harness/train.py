@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,7 +30,7 @@ from gymbox.harness import runlog
 from gymbox.harness.evaluate import ready_line
 from gymbox.harness.store import TrajectoryStore
 from gymbox.harness.train_config import TrainConfig
-from gymbox.harness.train_report import plot_rewards, print_eval
+from gymbox.harness.train_report import RUN_CONFIG, plot_rewards, print_eval
 from gymbox.harness.train_signal import advantages, reward_metrics, samples_of
 from gymbox.harness.train_tasks import play_rounds, step_indices
 from gymbox.rewards.score import load_spec
@@ -64,6 +65,8 @@ class Trainer:
     async def run(self) -> dict[str, Any]:
         """Train for the configured steps (from the latest checkpoint when there is one); the last metrics."""
         cfg = self.config
+        # The settings this run goes on with, beside its results (a resumed run with another --steps rewrites it).
+        (self.out / RUN_CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         saved = checkpoint.latest(self.out / "checkpoints")
         initial = str(default_model_path() if cfg.model == "default" else resolve_model(cfg.model))
         model_path = saved / "model" if saved else Path(initial)

@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+RUN_CONFIG = "config.yaml"  # in a run folder: the resolved settings the run went on with
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():

@@ -68,6 +68,8 @@ def test_train_runs_syncs_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert len(third) == 4 and {t.provenance.weights_version for t in third} == {"2"}
     assert [e["when"] for e in lines(run / "eval.jsonl")] == ["before", "after", "after"]
     assert (run / "checkpoints" / "latest").read_text() == "step-000003"
+    saved = TrainConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+    assert saved == more  # the run folder keeps the settings it went on with
 
 
 @pytest.mark.parametrize(("changes", "message"), [

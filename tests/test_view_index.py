@@ -140,6 +140,20 @@ def test_a_single_jsonl_file_and_a_missing_store(tmp_path: os.PathLike[str]) -> 
         StoreIndex(os.path.join(tmp_path, "nowhere"))
 
 
+def test_a_run_folder_shows_advantages_by_its_own_estimator(tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    from gymbox.harness.view.app import Viewer
+
+    run = Path(tmp_path, "run")
+    write(run / "trajectories", records()[:4])
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert Viewer(run).estimator == "grpo"  # no config.yaml (a run from before gymbox wrote one)
+    (run / "config.yaml").write_text("advantage: rloo\nsteps: 1\n")
+    assert Viewer(run).estimator == "rloo"
+    assert Viewer(run / "trajectories").estimator == "grpo"  # a bare store has no run settings
+
+
 @pytest.mark.slow  # two starts of the command line (imports): about 10 s, more on a busy machine
 def test_the_command_serves_on_loopback_and_explains_a_bad_path(tmp_path: os.PathLike[str]) -> None:
     import socket

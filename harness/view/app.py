@@ -30,6 +30,9 @@ class Viewer:
         self.opened = folders.open_path(path)
         self.index = StoreIndex(self.opened.store)
         self.tokenizers = present.Tokenizers(tokenizer)
+        # The group advantages a run's learner used: its estimator, when the folder says (else GRPO's).
+        estimator = folders.run_config(self.opened.root).get("advantage") if self.opened.kind == "run" else None
+        self.estimator = estimator if estimator in present.ESTIMATORS else "grpo"
 
     def load(self, trajectory_id: str) -> Trajectory:
         return self.index.load(trajectory_id)
@@ -73,7 +76,7 @@ def create_app(path: str | Path | Viewer, *, tokenizer: str | None = None) -> St
 
     async def trajectory(request: Request) -> Response:
         trajectory_id = request.query_params.get("id", "")
-        estimator = request.query_params.get("estimator", "grpo")
+        estimator = request.query_params.get("estimator", viewer.estimator)
         turn_level = request.query_params.get("turn_level") == "1"
         try:
             t = viewer.load(trajectory_id)
@@ -112,7 +115,7 @@ def create_app(path: str | Path | Viewer, *, tokenizer: str | None = None) -> St
         if not ids:
             return missing(request, f"group {name!r}")
         group = [viewer.load(i) for i in ids]
-        estimator = request.query_params.get("estimator", "grpo")
+        estimator = request.query_params.get("estimator", viewer.estimator)
         values, note = present.group_advantages(group, estimator=estimator)
         components = sorted({k for t in group for k in t.rewards})
         return render(request, "group.html", name=name, group=group, values=values, note=note, components=components,

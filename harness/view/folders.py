@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gymbox.harness.store import SEGMENT, StoreError
-from gymbox.harness.train_report import read_jsonl
+from gymbox.harness.train_report import RUN_CONFIG, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,15 @@ def open_path(path: str | Path) -> Opened:
     if any(path.glob(SEGMENT.replace("{:06d}", "*"))) or not (path / "trajectories").is_dir():
         return Opened("store", path, path)
     return Opened("store", path, path / "trajectories")
+
+
+def run_config(root: Path) -> dict[str, Any]:
+    """A `gymbox train` folder's settings (its config.yaml); empty when it has none or it does not parse."""
+    try:
+        data = yaml.safe_load((root / RUN_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # What the run page plots: title -> metric keys (those a run has; `reward/*` components are added to "reward").
