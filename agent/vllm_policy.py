@@ -23,7 +23,7 @@ from typing import Any
 
 from gymbox.agent import engine_guard
 from gymbox.agent.cpu import cpu_flags, engine_dtype
-from gymbox.agent.models import default_model_path, hf_overrides, resolve_model
+from gymbox.agent.models import hf_overrides, model_path
 from gymbox.agent.policy import Completion, FinishReason, Policy, PolicyError, Prompt, Sampling
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class VLLMPolicy(Policy):
         from transformers import AutoTokenizer
         from vllm.platforms import current_platform
 
-        self.model_path = str(default_model_path()) if model is None else resolve_model(model)
+        self.model_path = model_path(model or "default")
         self.name = Path(self.model_path).name if Path(self.model_path).is_dir() else self.model_path
         self.max_model_len = max_model_len
         self.weights_version = weights_version

@@ -156,8 +156,9 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a policy on a task suite: pass@k, mean reward, per-category tables")
     p.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help=f"SUITE or SUITE:split (default {DEFAULT_SUITE})")
     p.add_argument("--policy", default="default",
-                   help="`default` (SmolLM2-135M-Instruct on vLLM, CPU), a model folder or name, openai:URL[#MODEL], "
-                        "openai+tokens:URL (a vLLM server, token-accurate), or scripted:MODULE:FUNCTION")
+                   help="`default` (SmolLM2-135M-Instruct warm-started on echo demonstrations, on vLLM, CPU), `base` "
+                        "(SmolLM2-135M-Instruct itself), a model folder or name, openai:URL[#MODEL], "
+                        "openai+tokens:URL (a vLLM server, token-accurate), expert, or scripted:MODULE:FUNCTION")
     p.add_argument("-k", type=int, default=1, help="samples per task (pass@1 ... pass@k)")
     p.add_argument("--user-policy", help="τ²-bench suites: the simulated user, openai:URL#MODEL (an "
                    "OpenAI-compatible endpoint) or gold (a scripted user doing the task's reference user actions)")

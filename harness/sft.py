@@ -21,7 +21,7 @@ from rich.table import Table
 from gymbox.agent.learner import checkpoint, lora
 from gymbox.agent.learner.learner import Learner
 from gymbox.agent.learner.sft import nll, sft_step
-from gymbox.agent.models import default_model_path, load_causal_lm, resolve_model
+from gymbox.agent.models import load_causal_lm, model_path
 from gymbox.harness import sft_data
 from gymbox.harness.sft_config import SFTConfig
 
@@ -65,7 +65,7 @@ class SFTRun:
         hf_logging.disable_progress_bar()  # loading and saving bars would bury the step lines
         cfg = self.config
         self._describe()
-        initial = str(default_model_path() if cfg.model == "default" else resolve_model(cfg.model))
+        initial = model_path(cfg.model)
         if Path(initial).exists():  # an adapter records its base: a path that works from any folder
             initial = str(Path(initial).resolve())
         learner = build_learner(cfg, initial)

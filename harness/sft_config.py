@@ -48,7 +48,8 @@ class SFTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="default", description="model folder, or `default` (SmolLM2-135M-Instruct)")
+    model: str = Field(default="default", description="model folder or prepared model's name; `default`: "
+                       "the default policy's (SmolLM2-135M-Instruct warm-started on echo); `base`: SmolLM2 itself")
     stores: list[Path] = Field(min_length=1, description="trajectory stores (folders or .jsonl files) to read")
     data: DemoFilter = Field(default_factory=DemoFilter)
     out: Path = Path("runs/sft")

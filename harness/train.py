@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gymbox.agent.learner import checkpoint
 from gymbox.agent.learner.learner import Learner
-from gymbox.agent.models import default_model_path, resolve_model
+from gymbox.agent.models import model_path as resolve_model_name
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
 from gymbox.harness import runlog
@@ -68,7 +68,7 @@ class Trainer:
         # The settings this run goes on with, beside its results (a resumed run with another --steps rewrites it).
         (self.out / RUN_CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         saved = checkpoint.latest(self.out / "checkpoints")
-        initial = str(default_model_path() if cfg.model == "default" else resolve_model(cfg.model))
+        initial = resolve_model_name(cfg.model)
         model_path = saved / "model" if saved else Path(initial)
         self.console.print(f"loading the learner from {model_path}")
         if saved:  # the KL reference stays the run's initial model (`checkpoint.resume`)

@@ -51,7 +51,8 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="default", description="model folder, or `default` (SmolLM2-135M-Instruct)")
+    model: str = Field(default="default", description="model folder or prepared model's name; `default`: "
+                       "the default policy's (SmolLM2-135M-Instruct warm-started on echo); `base`: SmolLM2 itself")
     suite: str | None = Field(default=None, description="SUITE:split of training tasks, cycled through in a seeded "
                               "order (online training)")
     source: OfflineSource | None = Field(default=None, description="offline training from a trajectory store")

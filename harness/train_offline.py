@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gymbox.agent.learner.learner import Learner
-from gymbox.agent.models import default_model_path, resolve_model
+from gymbox.agent.models import model_path
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
 from gymbox.harness.episode import policy_messages
@@ -158,7 +158,7 @@ class OfflineTrainer(Trainer):
         self.source = config.source
         with self.console.status(f"reading {self.source.store}"):
             self.data = read_groups(self.source, held_out={t.id for t in self.eval_tasks})
-            model = str(default_model_path() if config.model == "default" else resolve_model(config.model))
+            model = model_path(config.model)
             check_tokens(self.data.trajectories, AutoTokenizer.from_pretrained(model), config.model)
             check_logprobs(self.data.trajectories, config.learner.old_logprobs)
         self.per_step = min(config.tasks_per_step, len(self.data.groups))  # a step never holds a group twice

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OWNER = """
 import time
 from gymbox.agent.vllm_policy import VLLMPolicy
-policy = VLLMPolicy(max_model_len=512, kv_cache_gib=1)
+policy = VLLMPolicy("base", max_model_len=512, kv_cache_gib=1)
 print("engine ready", flush=True)
 time.sleep(3600)
 """

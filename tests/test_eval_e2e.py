@@ -1,4 +1,4 @@
-"""The README's main job, end to end: `gymbox eval` with the default model on vLLM (CPU), Ray workers, a real
+"""The README's main job, end to end: `gymbox eval` with the default policy on vLLM (CPU), Ray workers, a real
 environment; then `replay` and `rescore` of what it recorded."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gymbox.agent.models import WARM_MODEL
 from gymbox.harness.store import TrajectoryStore
 
 pytestmark = pytest.mark.slow
@@ -27,9 +28,9 @@ def test_eval_with_the_default_model_then_replay_and_rescore(smollm2: Path, tmp_
     run = gymbox("eval", "echo-demo:test", "--limit", "2", "-k", "2", "--max-turns", "2", "--max-tokens", "24",
                  "--out", out)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "pass@1" in run.stdout and "pass@2" in run.stdout and "SmolLM2-135M-Instruct" in run.stdout
+    assert "pass@1" in run.stdout and "pass@2" in run.stdout and WARM_MODEL in run.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["policy_name"] == "SmolLM2-135M-Instruct" and summary["summary"]["overall"]["episodes"] == 4
+    assert summary["policy_name"] == WARM_MODEL and summary["summary"]["overall"]["episodes"] == 4
     trajectories = list(TrajectoryStore(out / "trajectories").iter())
     assert len(trajectories) == 4
     for t in trajectories:

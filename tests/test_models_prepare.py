@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,8 @@ def test_a_failed_or_killed_build_leaves_nothing(tmp_path: Path, monkeypatch: py
     (tmp_path / f".{DEFAULT_MODEL}.tmp-999999999-x1y2").mkdir()
     with pytest.raises(KeyboardInterrupt):
         prepare_model(tmp_path / DEFAULT_MODEL, log=lambda _: None)
-    assert list(tmp_path.iterdir()) == []
+    # Only the (empty) lock file that serializes builds of this folder stays.
+    assert [p.name for p in tmp_path.iterdir()] == [f".{DEFAULT_MODEL}.lock"]
 
 
 def test_resolve_model(smollm2: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -71,8 +73,59 @@ def test_resolve_model(smollm2: Path, monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert resolve_model(DEFAULT_MODEL) == str(smollm2)
     assert resolve_model(str(tmp_path)) == str(tmp_path)
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert [p for p, _ in list_models()] == [smollm2]
+    assert smollm2 in [p for p, _ in list_models()]
     assert models.default_model_path(prepare=False) == smollm2
     monkeypatch.setenv("GYMBOX_MODELS", str(tmp_path / "none"))
     with pytest.raises(models.ModelUnavailable, match="gymbox models prepare"):
         models.default_model_path(prepare=False)
+
+
+
+def test_the_default_policy_is_the_base_with_the_shipped_adapter_and_prefers_the_expert(smollm2: Path,
+                                                                                        tmp_path: Path) -> None:
+    """`prepare_warm_model` merges the shipped echo adapter into the base once (rebuilt only when the adapter
+    changes); the merged model puts far more probability than the base on the expert's whole episode of a held-out
+    echo task (its replies: the tokens a policy is trained on)."""
+    import asyncio
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gymbox.agent.spec import PolicySpec
+    from gymbox.environments.runtime import LocalRuntime
+    from gymbox.harness.episode import EpisodeConfig
+    from gymbox.harness.rollout import play_all
+    from gymbox.tasks import load_suite
+
+    lines: list[str] = []
+    warm = models.prepare_warm_model(tmp_path / "warm", log=lines.append)
+    assert warm.built and warm.record["adapter"] == models.WARM_ADAPTER.name
+    assert warm.record["base_gguf_sha256"] == read_record(smollm2)["gguf_sha256"]
+    again = models.prepare_warm_model(tmp_path / "warm", log=lines.append)
+    assert not again.built and "nothing to do" in lines[-1]
+    assert models.model_path("base") == str(smollm2)
+
+    async def demonstration() -> Any:
+        async with LocalRuntime("echo") as runtime:
+            (played,) = await play_all(runtime, load_suite("echo-demo:test").tasks[:1],
+                                       PolicySpec.parse("expert").build(), group_size=1,
+                                       config=EpisodeConfig(retries=0), concurrency=1)
+        return played
+
+    t = asyncio.run(demonstration())
+    assert t.signals["success"] == 1.0
+    ids, mask = list(t.prompt_ids), [0] * len(t.prompt_ids)
+    for turn in t.turns:
+        ids += turn.token_ids
+        mask += turn.loss_mask
+    inputs, targets = torch.tensor([ids[:-1]]), torch.tensor(ids[1:])
+    policy = torch.tensor(mask[1:], dtype=torch.bool)
+
+    def replies_logprob(path: Path) -> float:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=inputs).logits[0].float(), -1)
+        return float(logp[torch.arange(len(targets)), targets][policy].sum())
+
+    base, tuned = replies_logprob(smollm2), replies_logprob(warm.path)
+    assert tuned > base + 10, (base, tuned)  # the warm start made the expert's calls and its submit far likelier

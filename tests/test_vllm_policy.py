@@ -27,7 +27,7 @@ TOPICS = ["a cat", "the sea", "a robot", "winter"]
 def engine() -> Iterator[tuple[VLLMPolicy, list[psutil.Process]]]:
     """One engine for the module, with the processes it started; shut down (and checked gone) at module end."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    policy = VLLMPolicy(max_model_len=MAX_MODEL_LEN, kv_cache_gib=1)
+    policy = VLLMPolicy("base", max_model_len=MAX_MODEL_LEN, kv_cache_gib=1)  # the wrapper, on the base model
     # multiprocessing's resource tracker, started with the first engine of this process, lives as long as we do.
     processes = [p for p in psutil.Process().children(recursive=True)
                  if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())]

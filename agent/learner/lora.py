@@ -94,9 +94,9 @@ def merge_adapter(adapter: str | os.PathLike[str], out: str | os.PathLike[str], 
     from peft import PeftModel
     from transformers import AutoConfig, AutoTokenizer
 
-    from gymbox.agent.models import load_causal_lm
+    from gymbox.agent.models import load_causal_lm, resolve_model
 
-    base = base or base_of(adapter)
+    base = resolve_model(base or base_of(adapter))  # a prepared model's name (a shipped adapter's base) as its folder
     if dtype is None:
         saved = getattr(AutoConfig.from_pretrained(base), "dtype", None)
         dtype = saved if isinstance(saved, torch.dtype) else getattr(torch, str(saved or "float32"), torch.float32)
