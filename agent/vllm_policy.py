@@ -81,7 +81,7 @@ class VLLMPolicy(Policy):
         engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         self.dtype_reason: str | None = None  # why the engine computes in its dtype, when gymbox chose it
         if dtype == "auto" and current_platform.is_cpu():
-            # "auto" is the checkpoint's dtype (bf16 for the default model), which crawls on a CPU without bf16.
+            # "auto" is the checkpoint's dtype (bf16 for the default model): see engine_dtype for why not on a CPU.
             dtype, self.dtype_reason = engine_dtype(cpu_flags())
         if overrides := hf_overrides(self.model_path):
             engine_kwargs.setdefault("hf_overrides", overrides)

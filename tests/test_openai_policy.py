@@ -45,7 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--served-model-name", DEFAULT_MODEL, "--max-model-len", str(MAX_MODEL_LEN),
                "--kv-cache-memory-bytes", str(1 << 30), "--enforce-eager", "--seed", "0",
-               "--no-enable-chunked-prefill"]  # seeded requests split over steps crash vLLM on the CPU
+               "--no-enable-chunked-prefill",  # seeded requests split over steps crash vLLM on the CPU
+               "--dtype", "float32"]  # as VLLMPolicy chooses on a CPU (agent/cpu.py: engine_dtype says why)
     if overrides := hf_overrides(str(model)):
         command += ["--hf-overrides", json.dumps(overrides)]
     with log_path.open("wb") as log:

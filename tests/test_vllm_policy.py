@@ -181,7 +181,7 @@ async def test_smollm2_answers_through_the_chat_template(policy: VLLMPolicy) -> 
 def test_describe_names_the_engine(policy: VLLMPolicy) -> None:
     info = policy.describe()
     assert policy.name == "SmolLM2-135M-Instruct" and policy.max_model_len == MAX_MODEL_LEN
-    assert info["engine"] == "vllm" and info["vllm"] and info["dtype"] == "bfloat16"
+    assert info["engine"] == "vllm" and info["vllm"] and info["dtype"] == "float32" and info["dtype_reason"]
     assert info["kv_cache_gib"] == 1.0 and info["model"].endswith("SmolLM2-135M-Instruct")
 
 
