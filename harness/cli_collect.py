@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -30,8 +30,10 @@ from gymbox.agent.policy import Sampling
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
 from gymbox.harness import runlog
+from gymbox.harness.cli_eval import add_rollout_arguments
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.metrics import succeeded
+from gymbox.harness.ray_runner import runtime_options
 from gymbox.harness.store import TrajectoryStore
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import load_suite
@@ -57,9 +59,15 @@ class CollectRun(BaseModel):
     config: EpisodeConfig = Field(default_factory=EpisodeConfig)
     runtime: Literal["local", "process", "docker"] = "local"
     workers: int = Field(default=2, ge=1, description="environment workers per environment")
+    containers: int | None = Field(default=None, ge=1, description="docker runtime: containers at once per worker")
     concurrency: int = Field(default=32, ge=1, description="episodes at a time on one worker")
     base_seed: int = 0
     ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> CollectRun:
+        runtime_options(self.runtime, self.containers)
+        return self
 
     def tasks(self) -> list[TaskSpec]:
         tasks = list(load_suite(self.suite).tasks)
@@ -165,6 +173,7 @@ async def collect(run: CollectRun, console: Console = console) -> CollectReport:
     try:
         with bar:
             async with RayRollouts(run.policy, run.config, runtime=run.runtime, workers_per_env=run.workers,
+                                   runtime_options=runtime_options(run.runtime, run.containers),
                                    concurrency=run.concurrency, address=run.ray_address) as rollouts:
                 bar.update(progress, status="running episodes")
                 await rollouts.run(tasks, 1, base_seed=run.base_seed, on_result=on_result)
@@ -215,8 +224,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"tokenizer": args.tokenizer})
     config = EpisodeConfig(parser=args.parser, sampling=Sampling(max_tokens=args.max_tokens, temperature=0.0),
                            max_turns=args.max_turns, retries=args.retries)
+    try:
+        runtime_options(args.runtime, args.containers)
+    except ValueError as err:
+        console.print(f"[red]bad options[/red]: {err}")
+        return 2
     run = CollectRun(suite=args.suite, policy=spec, out=args.out, keep=args.keep, limit=args.limit, config=config,
-                     runtime=args.runtime, workers=args.workers, base_seed=args.seed, ray_address=args.ray_address)
+                     runtime=args.runtime, workers=args.workers, containers=args.containers, base_seed=args.seed,
+                     ray_address=args.ray_address)
     console.print(f"engine, Ray and worker output: {runlog.start(run.out / 'gymbox.log')}")
     try:
         report = asyncio.run(collect(run))
@@ -244,10 +259,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--max-turns", type=int, help="policy turns per episode (default: the task's limit)")
     p.add_argument("--max-model-len", type=int, help="context length of the policy: longer episodes are cut")
     p.add_argument("--tokenizer", help="tokenizer folder or name (default: the policy's)")
-    p.add_argument("--runtime", choices=["local", "process", "docker"], default="local",
-                   help="where environments run (container environments need docker)")
-    p.add_argument("--workers", type=int, default=2, help="environment workers per environment")
-    p.add_argument("--retries", type=int, default=2, help="new attempts after an infrastructure error")
-    p.add_argument("--seed", type=int, default=0, help="base seed")
-    p.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
+    add_rollout_arguments(p)
     p.set_defaults(handler=cmd_collect)

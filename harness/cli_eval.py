@@ -152,6 +152,18 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_rollout_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how a command's episodes run on the Ray harness (`gymbox eval`, `gymbox collect`)."""
+    p.add_argument("--runtime", choices=["local", "process", "docker"], default="local",
+                   help="where environments run (container environments need docker)")
+    p.add_argument("--workers", type=int, default=2, help="environment workers per environment")
+    p.add_argument("--containers", type=int, help="docker runtime: containers at once per worker (default: as many "
+                                                  "as this machine can run with their CPU and memory limits)")
+    p.add_argument("--retries", type=int, default=2, help="new attempts after an infrastructure error")
+    p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a policy on a task suite: pass@k, mean reward, per-category tables")
     p.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help=f"SUITE or SUITE:split (default {DEFAULT_SUITE})")
@@ -171,16 +183,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--max-turns", type=int, help="policy turns per episode (default: the task's limit)")
     p.add_argument("--max-model-len", type=int, help="context length of a vLLM policy")
     p.add_argument("--tokenizer", help="tokenizer folder or name (scripted or openai+tokens policies)")
-    p.add_argument("--runtime", choices=["local", "process", "docker"], default="local",
-                   help="where environments run (container environments need docker)")
-    p.add_argument("--workers", type=int, default=2, help="environment workers per environment")
-    p.add_argument("--containers", type=int, help="docker runtime: containers at once per worker (default: as many "
-                                                  "as this machine can run with their CPU and memory limits)")
-    p.add_argument("--retries", type=int, default=2, help="new attempts after an infrastructure error")
+    add_rollout_arguments(p)
     p.add_argument("--reward", type=Path, help="reward specification (YAML, e.g. rewards/specs/toolcall.yaml); "
                                               "default: the outcome")
-    p.add_argument("--seed", type=int, default=0, help="base seed")
-    p.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
     p.set_defaults(handler=cmd_eval)
     p = sub.add_parser("replay", help="play recorded trajectories again through the episode loop; report every "
                                       "divergence")
