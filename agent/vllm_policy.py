@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gymbox.agent import engine_guard
-from gymbox.agent.cpu import cpu_flags, engine_dtype
+from gymbox.agent.cpu import cpu_flags, engine_dtype, omp_binding
 from gymbox.agent.models import hf_overrides, model_path
 from gymbox.agent.policy import Completion, FinishReason, Policy, PolicyError, Prompt, Sampling
 
@@ -32,6 +32,7 @@ GiB = 1 << 30
 # On the CPU the KV cache is RAM and vLLM's default sizing (a fraction of memory) fails; 2 GiB holds about
 # 90k tokens of SmolLM2-135M, dozens of full-length episodes, without taking a large share of a small machine.
 DEFAULT_CPU_KV_CACHE_GIB = 2.0
+BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"  # which CPUs the engine's OpenMP threads run on; a user's setting wins
 KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"  # vLLM's legacy knob (whole GiB); on the CPU it overrides the engine args
 SHUTDOWN_TIMEOUT = 10.0
 FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort",
@@ -76,6 +77,8 @@ class VLLMPolicy(Policy):
             # its torch.Generator with set_offset, which CPU generators lack, and the engine dies. Unsplit
             # prompts avoid it; the step budget then grows to max_model_len.
             engine_kwargs.setdefault("enable_chunked_prefill", False)
+            if BIND_ENV not in os.environ and (cpus := omp_binding(os.sched_getaffinity(0))):
+                os.environ[BIND_ENV] = cpus  # read by the engine's worker process, which inherits it
         # vLLM's default reports log-probs of the raw logits; training weighs each token by the probability it was
         # sampled with (after temperature, top-k and top-p), which "processed" reports.
         engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")

@@ -97,6 +97,8 @@ class Provenance(Record):
     policy: str = Field(description="policy id: model name or path, or the scripted policy's name")
     weights_version: str = "0"
     sampling: dict[str, Any] = Field(default_factory=dict)
+    user: str | None = Field(default=None, description="the simulated user's policy (τ²-bench tasks), whose turns "
+                             "are the environment's messages: recorded, never trained on")
 
 
 class Trajectory(Record):

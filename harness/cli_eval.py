@@ -17,6 +17,7 @@ from gymbox.agent.spec import PolicySpec
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.ray_runner import runtime_options
 from gymbox.harness.store import TrajectoryStore
+from gymbox.harness.user_policy import HELP as USER_HELP
 from gymbox.rewards.score import load_spec, score
 
 console = Console()
@@ -172,8 +173,7 @@ def add_commands(sub: Any) -> None:
                         "(SmolLM2-135M-Instruct itself), a model folder or name, openai:URL[#MODEL], "
                         "openai+tokens:URL (a vLLM server, token-accurate), expert, or scripted:MODULE:FUNCTION")
     p.add_argument("-k", type=int, default=1, help="samples per task (pass@1 ... pass@k)")
-    p.add_argument("--user-policy", help="τ²-bench suites: the simulated user, openai:URL#MODEL (an "
-                   "OpenAI-compatible endpoint) or gold (a scripted user doing the task's reference user actions)")
+    p.add_argument("--user-policy", help=USER_HELP)
     p.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     p.add_argument("--limit", type=int, help="evaluate only the first N tasks")
     p.add_argument("--parser", choices=sorted(PARSERS), default="hermes", help="tool-call format")

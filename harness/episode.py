@@ -83,6 +83,16 @@ def make_provenance(env: str, runtime: str, *, policy: str, weights_version: str
                       sampling=sampling_record(config))
 
 
+def user_provenance(provenance: Provenance, task: TaskSpec) -> Provenance:
+    """`provenance` naming the task's simulated user (`payload.user`, written by `--user-policy`), if it has one."""
+    user = task.payload.get("user")
+    if user is None:
+        return provenance
+    label = user if isinstance(user, str) else str(user.get("kind", "scripted")) if isinstance(user, dict) else \
+        repr(user)
+    return provenance.model_copy(update={"user": label})
+
+
 def build_parser(config: EpisodeConfig, tools: list[ToolSpec]) -> Parser:
     return get_parser(config.parser)(tools=tools)
 
@@ -117,7 +127,8 @@ class Episode:
         self.client, self.task, self.policy, self.config = client, task, policy, config
         self.seed, self.sample = seed, sample
         self.trajectory = Trajectory(id=trajectory_id, task=task, group=group, sample=sample, base_seed=base_seed,
-                                     seed=seed, provenance=provenance, started_at=time.time())
+                                     seed=seed, provenance=user_provenance(provenance, task),
+                                     started_at=time.time())
         self.messages: list[Message] = []  # the conversation as the policy sees it
         self.sequence: ChatSequence | None = None
         # Every turn counts, parse errors included, on both sides (the server is told each step's turn), so that

@@ -24,9 +24,12 @@ from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.metrics import Summary, summarize
 from gymbox.harness.ray_runner import runtime_options
 from gymbox.harness.store import TrajectoryStore
+from gymbox.harness.user_policy import served, user_endpoint
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import load_suite
 from gymbox.tasks.toolcall.tau2 import with_user
+
+USER_LOG = "user-server.log"  # a served simulated user's vLLM output
 
 
 class EvalRun(BaseModel):
@@ -47,17 +50,19 @@ class EvalRun(BaseModel):
     concurrency: int = Field(default=32, ge=1, description="episodes at a time on one worker")
     base_seed: int = 0
     ray_address: str | None = None
-    user_policy: str | None = Field(default=None, description="τ²-bench tasks: the simulated user (openai:URL#MODEL "
-                                    "or gold), written into each task's payload")
+    user_policy: str | None = Field(default=None, description="τ²-bench tasks: the simulated user (a model to "
+                                    "serve, openai:URL#MODEL or gold), written into each task's payload")
 
     @model_validator(mode="after")
     def _runtime_fits(self) -> EvalRun:
         runtime_options(self.runtime, self.containers)
         return self
 
-    def tasks(self) -> list[TaskSpec]:
+    def tasks(self, user: str | None = None) -> list[TaskSpec]:
+        """The tasks to play, with the simulated user `user` (default: `user_policy` as given) in τ² payloads."""
         tasks = list(load_suite(self.suite).tasks)
-        tasks = with_user(tasks, self.user_policy) if self.user_policy else tasks
+        user = user or self.user_policy
+        tasks = with_user(tasks, user) if user else tasks
         return tasks[: self.limit] if self.limit else tasks
 
 
@@ -99,13 +104,21 @@ class _Progress:
 
 async def evaluate(run: EvalRun, console: Console | None = None) -> Summary:
     """Run the evaluation, writing trajectories and summaries under `run.out`; returns the summary."""
-    from gymbox.harness.ray_runner import RayRollouts
-
     console = console or Console()
     tasks = run.tasks()
     if not tasks:
         raise ValueError(f"suite {run.suite!r} has no tasks to evaluate")
     run.out.mkdir(parents=True, exist_ok=True)
+    user = run.user_policy if any(t.payload.get("kind") == "tau2" for t in tasks) else None
+    if user and served(user):
+        console.print(f"serving the simulated user's model, {user} (log: {run.out / USER_LOG})")
+    with user_endpoint(user, run.out / USER_LOG, run.runtime) as endpoint:
+        return await _play(run, run.tasks(endpoint) if endpoint else tasks, console)
+
+
+async def _play(run: EvalRun, tasks: list[TaskSpec], console: Console) -> Summary:
+    from gymbox.harness.ray_runner import RayRollouts
+
     writer = TrajectoryStore(run.out / "trajectories").writer()
     started = time.perf_counter()
     trajectories: list[Trajectory] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from gymbox.agent.policy import Policy
 from gymbox.environments.records import EpisodeError, Provenance, Trajectory
 from gymbox.environments.runtime.base import Runtime
-from gymbox.harness.episode import EpisodeConfig, group_id, group_seed, make_provenance, run_episode
+from gymbox.harness.episode import EpisodeConfig, group_id, group_seed, make_provenance, run_episode, user_provenance
 from gymbox.rewards.score import score
 from gymbox.tasks.spec import TaskSpec
 
@@ -37,7 +37,8 @@ def failed(task: TaskSpec, *, sample: int, base_seed: int, provenance: Provenanc
     """The record of a try that never produced turns (its environment session or its worker failed)."""
     group = group_id(task, base_seed)
     return Trajectory(id=f"{group}#{sample}", task=task, group=group, sample=sample, base_seed=base_seed,
-                      seed=group_seed(base_seed, task), provenance=provenance, error=error, started_at=time.time())
+                      seed=group_seed(base_seed, task), provenance=user_provenance(provenance, task), error=error,
+                      started_at=time.time())
 
 
 async def attempt(runtime: Runtime, task: TaskSpec, policy: Policy, *, config: EpisodeConfig, sample: int,

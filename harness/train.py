@@ -12,7 +12,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,17 @@ from gymbox.agent.models import model_path as resolve_model_name
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
 from gymbox.harness import runlog
-from gymbox.harness.evaluate import ready_line
+from gymbox.harness.evaluate import USER_LOG, ready_line
 from gymbox.harness.store import TrajectoryStore
 from gymbox.harness.train_config import TrainConfig
 from gymbox.harness.train_report import RUN_CONFIG, plot_rewards, print_eval
 from gymbox.harness.train_signal import advantages, reward_metrics, samples_of
 from gymbox.harness.train_tasks import play_rounds, step_indices
+from gymbox.harness.user_policy import served, user_endpoint
 from gymbox.rewards.score import load_spec
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import load_suite
+from gymbox.tasks.toolcall.tau2 import with_user
 
 EVAL_SEED = 10_000  # held-out episodes use their own seeds, the same before and after training
 
@@ -108,13 +110,24 @@ class Trainer:
         print_eval(self.out, self.console)
         return last
 
-    def _policy(self, spec: PolicySpec) -> contextlib.AbstractAsyncContextManager[Any]:
-        """The rollouts (Ray workers and the policy engine) a run plays with."""
+    @contextlib.asynccontextmanager
+    async def _policy(self, spec: PolicySpec) -> AsyncIterator[Any]:
+        """The rollouts (Ray workers and the policy engine) a run plays with, and the simulated user's server
+        when `user_policy` names a model for τ²-bench tasks."""
         from gymbox.harness.ray_runner import RayRollouts, runtime_options
 
         cfg = self.config
-        return RayRollouts(spec, cfg.episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
-                           runtime_options=runtime_options(cfg.runtime, cfg.containers), address=cfg.ray_address)
+        tau2 = any(t.payload.get("kind") == "tau2" for t in [*self.tasks, *self.eval_tasks])
+        user = cfg.user_policy if tau2 else None
+        if user and served(user):
+            self.console.print(f"serving the simulated user's model, {user} (log: {self.out / USER_LOG})")
+        with user_endpoint(user, self.out / USER_LOG, cfg.runtime) as endpoint:
+            if endpoint:
+                self.tasks, self.eval_tasks = with_user(self.tasks, endpoint), with_user(self.eval_tasks, endpoint)
+            async with RayRollouts(spec, cfg.episode, runtime=cfg.runtime, workers_per_env=cfg.workers,
+                                   runtime_options=runtime_options(cfg.runtime, cfg.containers),
+                                   address=cfg.ray_address) as rollouts:
+                yield rollouts
 
     async def _batch(self, rollouts: Any, writer: Any, step: int) -> list[Trajectory]:
         """Step `step`'s scored trajectories: its tasks' groups, played by the policy and stored."""

@@ -77,6 +77,8 @@ class TrainConfig(BaseModel):
     containers: int | None = Field(default=None, ge=1, description="docker runtime: containers at once per worker "
                                                                     "(default: what the machine can run)")
     max_model_len: int = Field(default=2048, gt=0)
+    user_policy: str | None = Field(default=None, description="τ²-bench tasks: the simulated user (`default`, "
+                                    "`base` or a model: served by the run; openai:URL#MODEL; gold)")
     seed: int = 0
     ray_address: str | None = None
 

@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "tau2-telecom-full": "gymbox.tasks.toolcall.tau2:telecom_full_tasks",
     "shell": "gymbox.tasks.shell:tasks",
     "textworld": "gymbox.tasks.textworld.suite:tasks",
+    "textworld-easy": "gymbox.tasks.textworld.suite:easy_tasks",
     "alfworld": "gymbox.tasks.alfworld.suite:tasks",
     "alfworld-official": "gymbox.tasks.alfworld.suite:official_tasks",
     "swe": "gymbox.tasks.swe.suite:tasks",

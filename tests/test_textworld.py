@@ -177,3 +177,18 @@ def test_games_command_generates_a_suite_ahead_of_time(capsys: pytest.CaptureFix
         assert GameCache("textworld").cached(WorldSpec(**spec.payload).key()) is not None
     args = build_parser().parse_args(["games", "echo-demo"])
     assert args.handler(args) == 2 and "no games to generate" in capsys.readouterr().out
+
+
+def test_the_easy_suite_lists_admissible_commands_and_splits_by_seed() -> None:
+    suite = load_suite("textworld-easy")
+    train, test = suite.split("train").tasks, suite.split("test").tasks
+    assert (len(train), len(test)) == (128, 48)
+    assert {t.category for t in test} == {"custom", "coin_collector", "treasure_hunter", "cooking"}
+    seeds = {split: {t.payload["seed"] for t in tasks} for split, tasks in (("train", train), ("test", test))}
+    assert not seeds["train"] & seeds["test"]
+    spec = suite.get("tw-easy-coin_collector-1001")
+    first = TextWorldEnv().reset(spec, 0).messages[0].content
+    assert "Admissible commands:" in first and spec.limits.max_turns == 20
+    # The same settings and seed as `textworld`'s easy game make the same game: one cache entry serves both.
+    assert WorldSpec(**{k: v for k, v in suite.get("tw-easy-custom-1").payload.items() if k != "admissible"}).key() \
+        == WorldSpec(**task("tw-custom-easy-1").payload).key()

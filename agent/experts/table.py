@@ -6,6 +6,7 @@ from gymbox.agent.experts.base import Expert, NoDemonstration
 from gymbox.agent.experts.simple import echo, shell, text_game
 from gymbox.agent.experts.swe import swe
 from gymbox.agent.experts.toolcall import toolcall
+from gymbox.agent.experts.webshop import webshop
 from gymbox.tasks.spec import TaskSpec
 
 EXPERTS: dict[str, Expert] = {
@@ -15,6 +16,7 @@ EXPERTS: dict[str, Expert] = {
     "alfworld": text_game,
     "toolcall": toolcall,
     "swe": swe,
+    "webshop": webshop,
 }
 
 

@@ -30,6 +30,7 @@ STOP_TOKENS = ("###STOP###", "###TRANSFER###", "###OUT-OF-SCOPE###")
 ENV_VARIABLE = "GYMBOX_TAU2_USER"
 TRIES, TIMEOUT = 3, 120.0  # a user endpoint that fails this many times (or hangs this long) is an infrastructure error
 DONE = "Done. What now?"
+MAX_TOKENS = 512  # a customer's message is a few sentences; a small user model can otherwise run to its context
 
 
 @dataclass
@@ -63,7 +64,8 @@ class EndpointUser:
         self.model = model or "default"
 
     def reply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> UserTurn:
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0.0}
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0.0,
+                                "max_tokens": MAX_TOKENS}
         if tools:
             body["tools"] = tools
         problem = ""

@@ -45,6 +45,25 @@ def tasks() -> list[TaskSpec]:
     return out
 
 
+EASY_TRAIN_SEEDS = range(1, 33)
+EASY_TEST_SEEDS = range(1001, 1013)
+
+
+def easy_tasks() -> list[TaskSpec]:
+    """176 easy games, sized for learning on a CPU: the four families' easy level x 32 train and 12 test seeds,
+    with the admissible commands listed each turn and 20 turns at most."""
+    out = []
+    for (family, level), settings in LEVELS.items():
+        if level != "easy":
+            continue
+        for split, seeds in (("train", EASY_TRAIN_SEEDS), ("test", EASY_TEST_SEEDS)):
+            out += [TaskSpec(id=f"tw-easy-{family}-{seed}", env="textworld", instruction=INSTRUCTION,
+                             payload={"family": family, "settings": settings, "seed": seed, "admissible": True},
+                             limits=Limits(max_turns=20), category=family, split=split)
+                    for seed in seeds]
+    return out
+
+
 def task_game(task: TaskSpec) -> Path:
     """The task's story file: `payload.game` as it is, else generated from family, settings and seed (cached)."""
     from pydantic import ValidationError
