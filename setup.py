@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-FOLDERS = ("environments", "agent", "rewards", "harness", "tasks")
+FOLDERS = ("environments", "agent", "rewards", "harness", "tasks", "integrations")
 
 packages, package_dir = [], {}
 for folder in FOLDERS:

@@ -249,6 +249,9 @@ def model_path(name: str) -> str:
 def resolve_model(name_or_path: str | Path) -> str:
     """A local folder as is, a prepared model's name as its folder, anything else (a hub name) unchanged."""
     path = Path(name_or_path).expanduser()
+    if (path / "adapter_config.json").is_file():  # lora.ADAPTER_CONFIG: LoRA adapters alone are no model to load
+        raise ModelUnavailable(f"{path} holds LoRA adapters, not a model: write base + adapters as one model with "
+                               f"`gymbox models merge {path} --out DIR` and use DIR")
     if path.is_dir():
         return str(path)
     prepared = models_dir() / str(name_or_path)

@@ -6,6 +6,7 @@ user types after `--policy`:
 - `default`: SmolLM2-135M-Instruct warm-started on echo demonstrations (the shipped LoRA adapter merged in) on vLLM,
   prepared locally, no hub; `base`: SmolLM2-135M-Instruct itself;
 - a model folder, a prepared model's name or a hub name: that model on vLLM (`vllm:` prefix optional);
+- `hf:MODEL` (`hf:default`, `hf:base`, a folder...): that model on transformers' `generate`, where vLLM is missing;
 - `openai:URL` (optionally `openai:URL#MODEL`): an OpenAI-compatible endpoint, chat mode; `openai+tokens:URL`
   for a vLLM server in token-accurate mode;
 - `scripted:MODULE:FUNCTION`: a `ScriptedPolicy` whose script is that function (tests, smoke runs);
@@ -22,14 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gymbox.agent.policy import Policy
 
-PolicyKind = Literal["vllm", "openai", "scripted", "expert"]
+PolicyKind = Literal["vllm", "hf", "openai", "scripted", "expert"]
 
 
 class PolicySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: PolicyKind
-    model: str | None = Field(default=None, description="vLLM: model folder or name; openai: the served model")
+    model: str | None = Field(default=None, description="vLLM, hf: model folder or name; openai: the served model")
     url: str | None = Field(default=None, description="openai: base URL of the endpoint")
     mode: Literal["chat", "tokens"] = "chat"
     script: str | None = Field(default=None, description="scripted: MODULE:FUNCTION")
@@ -58,6 +59,8 @@ class PolicySpec(BaseModel):
             if ":" not in rest:
                 raise ValueError(f"{text!r}: a scripted policy is scripted:MODULE:FUNCTION")
             return cls(kind="scripted", script=rest, options=options)
+        if prefix == "hf":
+            return cls(kind="hf", model=None if rest in ("", "default") else rest, options=options)
         model = rest if prefix == "vllm" else text
         return cls(kind="vllm", model=None if model == "default" else model, options=options)
 
@@ -70,6 +73,8 @@ class PolicySpec(BaseModel):
             return f"scripted:{self.script}"
         if self.kind == "expert":
             return "expert" + (":chat" if self.mode == "chat" else f":{self.tokenizer}" if self.tokenizer else "")
+        if self.kind == "hf":
+            return f"hf:{self.model or 'default'}"
         return self.model or "default"
 
     def build(self) -> Policy:
@@ -87,6 +92,10 @@ class PolicySpec(BaseModel):
             from gymbox.agent.vllm_policy import VLLMPolicy  # imports vLLM: only where an engine runs
 
             return VLLMPolicy(self.model, **self.options)
+        if self.kind == "hf":
+            from gymbox.agent.hf_policy import HFPolicy
+
+            return HFPolicy(self.model, **self.options)
         if self.kind == "openai":
             from gymbox.agent.openai_policy import OpenAIPolicy
 
@@ -104,7 +113,7 @@ class PolicySpec(BaseModel):
 
     def load_tokenizer(self) -> Any:
         """The tokenizer the harness formats conversations with, or None for a chat-level policy."""
-        if self.kind == "vllm":
+        if self.kind in ("vllm", "hf"):
             return load_tokenizer(self.tokenizer or self.model)
         if self.kind == "openai" and self.mode == "tokens":
             return load_tokenizer(self.tokenizer or self.model)

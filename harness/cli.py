@@ -10,6 +10,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
+from gymbox.agent.models import ModelUnavailable
 from gymbox.environments.api.errors import EnvError
 from gymbox.environments.api.registry import default_registry
 from gymbox.environments.api.serve import add_arguments as add_serve_arguments
@@ -26,6 +27,7 @@ from gymbox.harness.cli_train import add_commands as add_train_commands
 from gymbox.harness.cli_traj import add_commands as add_traj_commands
 from gymbox.harness.cli_view import add_commands as add_view_commands
 from gymbox.harness.cli_webshop import add_commands as add_webshop_commands
+from gymbox.harness.doctor import add_commands as add_doctor_commands
 from gymbox.tasks.spec import TaskSpec
 from gymbox.tasks.suites import UnknownSuite, describe_suite, list_suites, load_suite
 
@@ -110,9 +112,8 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from gymbox.environments.api.client import EnvClient
     from gymbox.environments.api.sync_client import SyncEnvClient
-    from gymbox.environments.runtime import LocalRuntime
+    from gymbox.environments.runtime import sync_client
     from gymbox.harness.play import play_in_terminal
 
     registry = default_registry()
@@ -120,16 +121,10 @@ def cmd_play(args: argparse.Namespace) -> int:
     suites = [args.suite] if args.suite else entry.load().suites
     task = _find_task(suites, args.task)
 
-    async def make() -> EnvClient:
-        if args.url or args.uds:
-            return await EnvClient.connect(args.url, uds=args.uds)
-        runtime = LocalRuntime(entry.id, registry=registry)
-        await runtime.start()
-        client = await runtime.client()
-        client.on_close = runtime.stop
-        return client
-
-    client = SyncEnvClient(make)
+    if args.url or args.uds:
+        client = SyncEnvClient.connect(args.url, uds=args.uds)
+    else:
+        client = sync_client("local", entry.id, registry=registry)
     try:
         play_in_terminal(client, task, args.seed, console)
     finally:
@@ -193,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_swe_commands(sub)
     add_new_env_commands(sub)
     add_webshop_commands(sub)
+    add_doctor_commands(sub)
     p = add("demo", cmd_demo, "run scripted episodes through a real server process")
     p.add_argument("--suite", default="echo-demo:test")
     p.add_argument("--runtime", choices=["local", "process"], default="process")
@@ -208,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except UnknownSuite as err:
         console.print(f"[red]unknown suite or task[/red]: {err}")
+        code = 2
+    except ModelUnavailable as err:
+        console.print(f"[red]model unavailable[/red]: {err}")
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from gymbox.agent.models import resolve_model
 from gymbox.agent.spec import PolicySpec
 from gymbox.environments.records import Trajectory
 from gymbox.harness import runlog
@@ -158,6 +159,8 @@ def write_summary(run: EvalRun, summary: Summary, policy_name: str, seconds: flo
 
 def main(run: EvalRun) -> int:
     console = Console()
+    if run.policy.kind in ("vllm", "hf") and run.policy.model:  # a bad model fails here, not in a Ray actor
+        resolve_model(run.policy.model)
     log = runlog.start(run.out / "gymbox.log")
     console.print(f"engine, Ray and worker output: {log}")
     asyncio.run(evaluate(run, console))

@@ -1,19 +1,17 @@
 """`gymbox sft`: supervised fine-tuning on stored demonstrations, with checkpoints, resume and a validation slice.
 
 A run lives in `config.out`: `metrics.jsonl` (one line per step; `val_loss` where the validation slice was scored),
-`checkpoints/` (weights or adapters, optimizer, step, random states; the latest is resumed automatically), `final/`
-(the selected weights: the lowest validation loss, or the last step) and, with LoRA, `merged/` (base + adapter as one
-model folder that vLLM serves).
+`tensorboard/` (the same numbers; `tracking` adds other backends), `checkpoints/` (weights or adapters, optimizer,
+step, random states; the latest is resumed automatically), `final/` (the selected weights: the lowest validation
+loss, or the last step) and, with LoRA, `merged/` (base + adapter as one model folder that vLLM serves).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,27 +19,12 @@ from rich.table import Table
 from gymbox.agent.learner import checkpoint, lora
 from gymbox.agent.learner.learner import Learner
 from gymbox.agent.learner.sft import nll, sft_step
-from gymbox.agent.models import load_causal_lm, model_path
+from gymbox.agent.models import model_path
 from gymbox.harness import sft_data
 from gymbox.harness.sft_config import SFTConfig
+from gymbox.harness.tracking import Tracker
 
 BEST = ".best"  # the weights of the lowest validation loss so far, under out/
-
-
-def build_learner(config: SFTConfig, initial: str) -> Learner:
-    """The learner over `initial`: every weight trained, or (with `lora`) fresh adapters on frozen weights."""
-    from transformers import AutoTokenizer
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_causal_lm(initial, torch.float32)
-    if config.lora is not None:
-        torch.manual_seed(config.seed)  # the adapters' random initialization: the same run twice is the same run
-        model = lora.apply_lora(model, config.lora, base_path=initial)
-    tokenizer = AutoTokenizer.from_pretrained(initial)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    learner = Learner(model.to(device), config.learner, pad_id=int(pad or 0))
-    learner.initial = initial
-    return learner
 
 
 class SFTRun:
@@ -68,13 +51,21 @@ class SFTRun:
         initial = model_path(cfg.model)
         if Path(initial).exists():  # an adapter records its base: a path that works from any folder
             initial = str(Path(initial).resolve())
-        learner = build_learner(cfg, initial)
+        learner = Learner.from_pretrained(initial, cfg.learner, lora=cfg.lora, seed=cfg.seed)
         state: dict[str, Any] = {"step": 0, "best_val": None, "best_step": None}
         saved = checkpoint.latest(self.out / "checkpoints")
         if saved is not None:
             state.update(checkpoint.restore(learner, saved))
             self.console.print(f"resumed from {saved} at step {state['step']}")
         tokenizer = _tokenizer(initial)
+        self.tracker = Tracker(self.out, cfg.tracking, config=cfg.model_dump(mode="json"), resume_step=state["step"])
+        try:
+            return self._train(learner, tokenizer, state)
+        finally:
+            self.tracker.close()
+
+    def _train(self, learner: Learner, tokenizer: Any, state: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.config
         last: dict[str, Any] = {}
         evaluate_every = cfg.eval_every or cfg.checkpoint_every
         if state["step"] == 0 and self.demos.validation:
@@ -135,8 +126,7 @@ class SFTRun:
                            f"epoch), {mode}, lr {self.config.learner.lr:g}")
 
     def _log(self, metrics: dict[str, Any]) -> None:
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
+        self.tracker.log(metrics, step=metrics["step"])
         if "loss" not in metrics:
             self.console.print(f"step {metrics['step']:>5}  val loss {metrics['val_loss']:.4f}")
             return

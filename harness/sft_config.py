@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.learner.lora import LoraSettings
+from gymbox.harness.tracking import DEFAULT_TRACKING, Backend, check_installed
 from gymbox.harness.train_config import read_mapping
 
 TEST_SPLIT = "test"
@@ -70,9 +71,12 @@ class SFTConfig(BaseModel):
     lora: LoraSettings | None = Field(default=None, description="train LoRA adapters instead of every weight")
     merge: bool = Field(default=True, description="with lora: also write base + adapter merged (out/merged)")
     seed: int = 0
+    tracking: list[Backend] = Field(default_factory=lambda: list(DEFAULT_TRACKING), description="where metrics go "
+                                    "besides metrics.jsonl: tensorboard (under out/), wandb, mlflow")
 
     @model_validator(mode="after")
     def _sane(self) -> SFTConfig:
+        check_installed(self.tracking)
         if self.epochs is not None and self.steps is not None:
             raise ValueError("give epochs or steps, not both: steps counts optimizer steps, epochs passes over the "
                              "demonstrations")

@@ -1,27 +1,26 @@
 """`gymbox train`: rollouts -> rewards -> advantages -> GRPO update -> weight sync, with checkpoints and logs.
 
 A run lives in `config.out`: `trajectories/` (every rollout, scored), `metrics.jsonl` (one line per step),
-`eval.jsonl` (held-out evaluations), `checkpoints/` (model, optimizer, step, random states; the latest is resumed
-automatically), `weights/` (what the vLLM policy serves) and `reward.png` (the reward curve).
+`eval.jsonl` (held-out evaluations), `tensorboard/` (the same numbers; `tracking` adds other backends),
+`checkpoints/` (model, optimizer, step, random states; the latest is resumed automatically), `weights/` (what the
+vLLM policy serves) and `reward.png` (the reward curve).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gymbox.agent.learner import checkpoint
+from gymbox.agent.learner import checkpoint, lora
 from gymbox.agent.learner.learner import Learner
 from gymbox.agent.models import model_path as resolve_model_name
 from gymbox.agent.spec import PolicySpec
@@ -29,6 +28,7 @@ from gymbox.environments.records import Trajectory
 from gymbox.harness import runlog
 from gymbox.harness.evaluate import USER_LOG, ready_line
 from gymbox.harness.store import TrajectoryStore
+from gymbox.harness.tracking import Tracker
 from gymbox.harness.train_config import TrainConfig
 from gymbox.harness.train_report import RUN_CONFIG, plot_rewards, print_eval
 from gymbox.harness.train_signal import advantages, reward_metrics, samples_of
@@ -74,15 +74,23 @@ class Trainer:
         model_path = saved / "model" if saved else Path(initial)
         self.console.print(f"loading the learner from {model_path}")
         if saved:  # the KL reference stays the run's initial model (`checkpoint.resume`)
-            learner, extra = await asyncio.to_thread(checkpoint.resume, saved, initial, cfg.learner)
+            learner, extra = await asyncio.to_thread(checkpoint.resume, saved, initial, cfg.learner, lora=cfg.lora)
             start = int(extra["step"])
             self.console.print(f"resumed from {saved} at step {start}")
         else:
-            learner, start = await asyncio.to_thread(Learner.from_pretrained, initial, cfg.learner), 0
+            learner = await asyncio.to_thread(Learner.from_pretrained, initial, cfg.learner, lora=cfg.lora,
+                                              seed=cfg.seed)
+            start = 0
         tokenizer = _tokenizer(model_path)
-        spec = PolicySpec.parse(str(model_path), max_model_len=cfg.max_model_len, weights_version=str(start),
-                                seed=cfg.seed)
+        if saved and cfg.lora is not None:  # the checkpoint holds adapters: the policy starts from base + them
+            model_path = self.out / "weights" / f"v{start}"
+            await asyncio.to_thread(lora.save_servable, learner.model, model_path)
+            tokenizer.save_pretrained(model_path)
+        engine = "hf:" if cfg.engine == "transformers" else ""
+        spec = PolicySpec.parse(f"{engine}{model_path}", max_model_len=cfg.max_model_len,
+                                weights_version=str(start), seed=cfg.seed)
         writer = TrajectoryStore(self.out / "trajectories").writer()
+        self.tracker = Tracker(self.out, cfg.tracking, config=cfg.model_dump(mode="json"), resume_step=start)
         last: dict[str, Any] = {}
         try:
             async with self._policy(spec) as rollouts:
@@ -104,6 +112,7 @@ class Trainer:
                     await self._evaluate(rollouts, "after", cfg.steps)
         finally:
             writer.close()
+            self.tracker.close()
         plot = plot_rewards(self.out)
         if plot:
             self.console.print(f"reward curve: {plot}")
@@ -161,7 +170,7 @@ class Trainer:
             metrics["skipped"] = "no learning signal: every group's rewards are equal"
         metrics["weights_version"] = self._weights_version(rollouts, step)
         metrics["seconds"] = time.perf_counter() - started
-        _append_json(self.out / "metrics.jsonl", metrics)
+        self.tracker.log(metrics, step=step + 1)
         self._report(metrics)
         return metrics
 
@@ -177,7 +186,7 @@ class Trainer:
     async def _sync(self, rollouts: Any, learner: Learner, version: int) -> None:
         """Write the weights where the policy can read them and have it load them as `version`."""
         folder = self.out / "weights" / f"v{version}"
-        await asyncio.to_thread(learner.model.save_pretrained, folder, safe_serialization=True)
+        await asyncio.to_thread(lora.save_servable, learner.model, folder)
         await rollouts.load_weights(str(folder.resolve()), str(version))
         for old in (self.out / "weights").glob("v*"):
             if old != folder:
@@ -194,7 +203,7 @@ class Trainer:
             scored = await rollouts.run(self.eval_tasks, evs.samples, base_seed=EVAL_SEED, config=episode,
                                         on_result=advance, step=step)
         record = {"when": when, "step": step, "suite": evs.suite, **reward_metrics(scored)}
-        _append_json(self.out / "eval.jsonl", record)
+        self.tracker.log(record, step=step, file="eval.jsonl", prefix="eval/")
 
     @contextlib.contextmanager
     def _bar(self, what: str, total: int) -> Iterator[Callable[[Trajectory], None]]:
@@ -220,15 +229,6 @@ def _tokenizer(model_path: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_path))
-
-
-def _append_json(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=_plain) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, torch.Tensor) else str(value)
 
 
 def main(config: TrainConfig, *, fresh: bool = False) -> int:

@@ -9,9 +9,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gymbox.agent.learner.config import LearnerConfig
+from gymbox.agent.learner.lora import LoraSettings
 from gymbox.agent.policy import Sampling
 from gymbox.harness.episode import EpisodeConfig
 from gymbox.harness.ray_runner import runtime_options
+from gymbox.harness.tracking import DEFAULT_TRACKING, Backend, check_installed
 from gymbox.rewards.advantages import ESTIMATORS
 
 
@@ -69,6 +71,8 @@ class TrainConfig(BaseModel):
     gamma: float = Field(default=1.0, ge=0, le=1)
     skip_zero_advantage: bool = Field(default=True, description="leave out samples whose advantage is 0 everywhere")
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    lora: LoraSettings | None = Field(default=None, description="train LoRA adapters on frozen weights; the policy "
+                                      "serves base + adapters merged, checkpoints hold the adapters")
     eval: EvalSettings | None = None
     checkpoint_every: int = Field(default=5, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -77,20 +81,27 @@ class TrainConfig(BaseModel):
     containers: int | None = Field(default=None, ge=1, description="docker runtime: containers at once per worker "
                                                                     "(default: what the machine can run)")
     max_model_len: int = Field(default=2048, gt=0)
+    engine: Literal["vllm", "transformers"] = Field(default="vllm", description="what plays the rollouts: vLLM, "
+                                                    "or transformers' generate where vLLM cannot be installed")
     user_policy: str | None = Field(default=None, description="τ²-bench tasks: the simulated user (`default`, "
                                     "`base` or a model: served by the run; openai:URL#MODEL; gold)")
     seed: int = 0
     ray_address: str | None = None
+    tracking: list[Backend] = Field(default_factory=lambda: list(DEFAULT_TRACKING), description="where metrics go "
+                                    "besides metrics.jsonl: tensorboard (under out/), wandb, mlflow")
 
     @model_validator(mode="after")
     def _known(self) -> TrainConfig:
         runtime_options(self.runtime, self.containers)
+        check_installed(self.tracking)
         self._online_or_offline()
         if self.advantage not in ESTIMATORS:
             raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ESTIMATORS)}")
         if self.turn_level and self.advantage not in ("grpo", "dr_grpo"):
             raise ValueError("turn_level advantages normalize returns GRPO-style (scaled: grpo, centred: dr_grpo); "
                              f"{self.advantage!r} has no turn-level form")
+        if self.lora is not None and self.learner.gradient_checkpointing:
+            raise ValueError("lora with gradient_checkpointing is not supported yet: drop one of them")
         if self.advantage in ("gdpo", "dvao") and self.episode.reward is None:
             raise ValueError(f"{self.advantage} combines several rewards: give a reward spec with its components")
         return self

@@ -24,26 +24,9 @@ from gymbox.harness.sft import SFTRun
 from gymbox.harness.sft_config import SFTConfig, SFTConfigError
 from gymbox.harness.sft_data import NoDemonstrations, select
 from gymbox.harness.store import TrajectoryStore
+from gymbox.harness.tracking import read_tensorboard
 
 SUBMIT = '<tool_call>{"name": "submit", "arguments": {}}</tool_call>'
-
-
-@pytest.fixture(scope="module")
-def tiny_model(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random Llama with the default model's tokenizer: the store's token ids are its own, and a step takes
-    milliseconds."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    folder = tmp_path_factory.mktemp("tiny") / "model"
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +87,9 @@ def test_the_loss_falls_on_a_tiny_store(tiny_model: Path, store: Path, tmp_path:
     assert val[0] == lines[0]["val_loss"] and lines[0]["step"] == 0  # scored before the first step
     assert min(val) < val[0] - 0.5
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
+    curves = read_tensorboard(tmp_path / "run")  # the same numbers, in TensorBoard
+    assert curves["loss"] == [(m["step"], pytest.approx(m["loss"])) for m in steps]
+    assert [step for step, _ in curves["val_loss"]] == [m["step"] for m in lines if "val_loss" in m]
 
 
 def test_only_loss_mask_tokens_are_targets(tiny_model: Path, store: Path) -> None:

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from gymbox.harness.store import TrajectoryStore
+from gymbox.harness.tracking import read_tensorboard
 from gymbox.harness.train import Trainer
 from gymbox.harness.train_config import TrainConfig, TrainConfigError
 
@@ -67,9 +69,43 @@ def test_train_runs_syncs_checkpoints_and_resumes(tmp_path: Path) -> None:
     third = [t for t in TrajectoryStore(run / "trajectories").iter()][8:]
     assert len(third) == 4 and {t.provenance.weights_version for t in third} == {"2"}
     assert [e["when"] for e in lines(run / "eval.jsonl")] == ["before", "after", "after"]
+    curves = read_tensorboard(run)  # every step and evaluation in TensorBoard too, across the resume
+    assert [step for step, _ in curves["reward_mean"]] == [1, 2, 3]
+    assert [step for step, _ in curves["eval/reward_mean"]] == [0, 2, 3]
     assert (run / "checkpoints" / "latest").read_text() == "step-000003"
     saved = TrainConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
     assert saved == more  # the run folder keeps the settings it went on with
+
+
+@pytest.mark.timeout(600)
+def test_lora_training_serves_base_plus_adapters_and_checkpoints_the_adapters(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from gymbox.agent.learner import checkpoint, lora
+    from gymbox.agent.models import model_path
+
+    config = TrainConfig.load(write_config(tmp_path, eval=None, checkpoint_every=2,
+                                           lora={"rank": 4, "target_modules": ["q_proj", "v_proj"]},
+                                           learner={"lr": 1e-3, "micro_batch_size": 2}))
+    asyncio.run(Trainer(config).run())
+    run = config.out
+    assert [m["weights_version"] for m in lines(run / "metrics.jsonl")] == ["1", "2"]
+    rollouts = list(TrajectoryStore(run / "trajectories").iter())
+    assert sorted({t.provenance.weights_version for t in rollouts}) == ["0", "1"]  # step 2 played update 1's
+    saved = run / "checkpoints" / "step-000002"
+    assert lora.is_adapter(saved / "model") and not (saved / "model" / "model.safetensors").exists()
+    # What vLLM was last given is exactly base + the checkpoint's adapters, merged.
+    learner, _ = checkpoint.resume(saved, model_path("default"), config.learner, lora=config.lora)
+    served = load_file(run / "weights" / "v2" / "model.safetensors")
+    merged = lora.merged_state_dict(learner.model)
+    assert {k for k in merged if "q_proj" in k} <= served.keys()
+    changed = [k for k, v in served.items() if not torch.equal(v, merged[k])]
+    assert not changed, changed[:3]
+    base = load_file(Path(model_path("default")) / "model.safetensors")
+    assert not torch.equal(served["model.layers.0.self_attn.q_proj.weight"],
+                           base["model.layers.0.self_attn.q_proj.weight"].float())
+    assert torch.equal(served["model.layers.0.self_attn.k_proj.weight"],
+                       base["model.layers.0.self_attn.k_proj.weight"].float())  # not adapted: the base's
 
 
 @pytest.mark.parametrize(("changes", "message"), [

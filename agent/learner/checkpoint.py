@@ -15,6 +15,7 @@ import torch
 from gymbox.agent.learner import lora
 from gymbox.agent.learner.config import LearnerConfig
 from gymbox.agent.learner.learner import Learner
+from gymbox.agent.learner.lora import LoraSettings
 
 LATEST = "latest"  # a file holding the newest complete checkpoint's folder name
 
@@ -98,21 +99,24 @@ def restore(learner: Learner, path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def resume(path: str | os.PathLike[str], initial: str, config: LearnerConfig | None = None, *,
-           device: str | torch.device | None = None) -> tuple[Learner, dict[str, Any]]:
+           device: str | torch.device | None = None,
+           lora: LoraSettings | None = None) -> tuple[Learner, dict[str, Any]]:
     """The learner of a run continued from its checkpoint `path`, and the loop's `extra` state.
 
     With a KL penalty (`kl_coef` > 0) the reference stays the run's initial model, not the checkpoint: the learner
     is built from where the checkpoint says the run started (`initial` for a checkpoint that does not say) and the
-    checkpoint's weights are then loaded into the trained copy only.
+    checkpoint's weights are then loaded into the trained copy only. A LoRA run (`lora`) is rebuilt the same way,
+    its checkpoint holding only the adapters.
     """
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     start = meta.get("initial") or initial
-    if config is not None and config.kl_coef > 0:
+    if (config is not None and config.kl_coef > 0) or lora is not None:
         if Path(start).is_absolute() and not Path(start).exists():
-            raise FileNotFoundError(f"{path}: the KL reference of this run is its initial model, {start}, which is "
-                                    "gone: put it back, start over (--fresh), or set kl_coef: 0")
-        learner = Learner.from_pretrained(start, config, device=device)
+            needs = "adapters" if lora is not None else "KL reference"
+            raise FileNotFoundError(f"{path}: this run started from {start}, which is gone and which its {needs} "
+                                    "needs: put it back, start over (--fresh), or (without LoRA) set kl_coef: 0")
+        learner = Learner.from_pretrained(start, config, device=device, lora=lora)
     else:  # no reference: the checkpoint's own folder has every weight the learner needs
         learner = Learner.from_pretrained(str(path / "model"), config, device=device)
     learner.initial = start

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from gymbox.agent.learner import forward
 from gymbox.agent.learner.batch import Collated, Sample, collate
 from gymbox.agent.learner.config import LearnerConfig, autocast_dtype
+from gymbox.agent.learner.lora import LoraSettings, apply_lora
 from gymbox.agent.learner.loss import Normalizer, grpo_terms, k3_kl, truncated_is_weights
 from gymbox.agent.models import load_causal_lm
 
@@ -75,16 +76,22 @@ class Learner:
 
     @classmethod
     def from_pretrained(cls, path: str, config: LearnerConfig | None = None, *,
-                        device: str | torch.device | None = None) -> Learner:
-        """Load a Hugging Face causal LM in float32 (the master weights) on `device` (default: CUDA if present)."""
+                        device: str | torch.device | None = None, lora: LoraSettings | None = None,
+                        seed: int = 0) -> Learner:
+        """Load a Hugging Face causal LM in float32 (the master weights) on `device` (default: CUDA if present);
+        with `lora`, fresh adapters (initialized from `seed`) on its frozen weights are what trains."""
         from transformers import AutoTokenizer
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model = load_causal_lm(path, torch.float32).to(device)
+        model = load_causal_lm(path, torch.float32)
+        initial = str(Path(path).resolve()) if Path(path).exists() else path  # a hub name stays as is
+        if lora is not None:
+            torch.manual_seed(seed)  # the adapters' random initialization: the same run twice is the same run
+            model = apply_lora(model, lora, base_path=initial)
         tokenizer = AutoTokenizer.from_pretrained(path)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        learner = cls(model, config, pad_id=int(pad or 0))
-        learner.initial = str(Path(path).resolve()) if Path(path).exists() else path  # a hub name stays as is
+        learner = cls(model.to(device), config, pad_id=int(pad or 0))
+        learner.initial = initial
         return learner
 
     def _frozen_copy(self) -> nn.Module:

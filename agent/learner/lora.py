@@ -87,6 +87,33 @@ def merged(model: nn.Module) -> nn.Module:
     return model.merge_and_unload()  # type: ignore[operator]
 
 
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of base + adapters as a plain model's state dict (W + (alpha / r) B A for each adapted layer),
+    computed beside the model: the frozen weights are never touched, so no rounding creeps into them over steps."""
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()  # type: ignore[operator]
+    deltas = {f"{name}.weight": module.get_delta_weight(module.active_adapters[0])
+              for name, module in base.named_modules() if isinstance(module, LoraLayer)}
+    state: dict[str, torch.Tensor] = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        state[key] = (value + deltas[key].to(value.dtype)).detach() if key in deltas else value.detach()
+    return state
+
+
+def save_servable(model: nn.Module, folder: str | os.PathLike[str]) -> None:
+    """Write `model` as a folder vLLM and transformers load: the base with the adapters merged in for a LoRA model
+    (its own weights are unchanged), the model itself otherwise."""
+    if is_lora(model):
+        model.get_base_model().save_pretrained(folder, state_dict=merged_state_dict(model),  # type: ignore[operator]
+                                               safe_serialization=True)
+    else:
+        model.save_pretrained(folder, safe_serialization=True)  # type: ignore[operator]
+
+
 def merge_adapter(adapter: str | os.PathLike[str], out: str | os.PathLike[str], *, base: str | None = None,
                   dtype: torch.dtype | None = None) -> Path:
     """Write base + adapter as one model folder (safetensors in `dtype`, default the base model's own; the tokenizer

@@ -1,0 +1,1 @@
+"""Bridges from gymbox to other training stacks (TRL)."""
