@@ -42,6 +42,10 @@ from gymbox.tasks.toolcall.tau2 import with_user
 EVAL_SEED = 10_000  # held-out episodes use their own seeds, the same before and after training
 
 
+class RolloutsFailed(RuntimeError):
+    """Every rollout of a step failed for reasons outside the policy (workers killed, engine gone)."""
+
+
 class Trainer:
     """Runs a `TrainConfig`; `await Trainer(config).run()`."""
 
@@ -155,6 +159,12 @@ class Trainer:
         started = time.perf_counter()
         scored = await self._batch(rollouts, writer, step)
         rollout_s = time.perf_counter() - started
+        if scored and all(t.masked for t in scored):
+            first = scored[0].error
+            raise RolloutsFailed(f"step {step + 1}: all {len(scored)} rollouts ended in infrastructure errors "
+                                 f"({first.code if first else '?'}: {first.message if first else '?'}), so there "
+                                 "is nothing to learn from; the run stops at its last checkpoint. Fix the cause "
+                                 f"(see {self.out / 'gymbox.log'}) and run the same command to resume.")
         values, zero_std = advantages(scored, estimator=cfg.advantage, turn_level=cfg.turn_level, gamma=cfg.gamma,
                                       spec=load_spec(cfg.episode.reward))
         samples = samples_of(scored, values, skip_zero=cfg.skip_zero_advantage)
@@ -239,5 +249,9 @@ def main(config: TrainConfig, *, fresh: bool = False) -> int:
     else:
         trainer = Trainer(config, fresh=fresh)
     trainer.console.print(f"engine, Ray and worker output: {runlog.start(trainer.out / 'gymbox.log')}")
-    asyncio.run(trainer.run())
+    try:
+        asyncio.run(trainer.run())
+    except RolloutsFailed as err:
+        trainer.console.print(f"[red]training stopped[/red]: {err}")
+        return 1
     return 0

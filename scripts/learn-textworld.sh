@@ -15,8 +15,9 @@ rm -rf runs/demos/textworld-easy runs/sft-textworld runs/eval-tw-* runs/grpo-tex
 .venv/bin/gymbox eval textworld-easy:test --policy runs/sft-textworld/merged "${EVAL[@]}" --out runs/eval-tw-sft
 for seed in "${SEEDS[@]}"; do
   .venv/bin/gymbox train configs/grpo-textworld.yaml --seed "$seed" --out "runs/grpo-textworld-s$seed" --fresh
-  .venv/bin/gymbox eval textworld-easy:test --policy "runs/grpo-textworld-s$seed/checkpoints/step-000008/model" \
-    "${EVAL[@]}" --out "runs/eval-tw-grpo-s$seed"
+  # The last checkpoint (named by optimizer steps: a step whose groups all tied made none).
+  last="runs/grpo-textworld-s$seed/checkpoints/$(cat "runs/grpo-textworld-s$seed/checkpoints/latest")/model"
+  .venv/bin/gymbox eval textworld-easy:test --policy "$last" "${EVAL[@]}" --out "runs/eval-tw-grpo-s$seed"
 done
 .venv/bin/python scripts/learning_table.py --title "textworld-easy:test" --base runs/eval-tw-base \
   --sft runs/eval-tw-sft --grpo runs/eval-tw-grpo-s* --plot docs/learning-textworld.png

@@ -77,7 +77,7 @@ def test_train_runs_syncs_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert saved == more  # the run folder keeps the settings it went on with
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_lora_training_serves_base_plus_adapters_and_checkpoints_the_adapters(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -102,10 +102,21 @@ def test_lora_training_serves_base_plus_adapters_and_checkpoints_the_adapters(tm
     changed = [k for k, v in served.items() if not torch.equal(v, merged[k])]
     assert not changed, changed[:3]
     base = load_file(Path(model_path("default")) / "model.safetensors")
-    assert not torch.equal(served["model.layers.0.self_attn.q_proj.weight"],
-                           base["model.layers.0.self_attn.q_proj.weight"].float())
     assert torch.equal(served["model.layers.0.self_attn.k_proj.weight"],
                        base["model.layers.0.self_attn.k_proj.weight"].float())  # not adapted: the base's
+    # An adapted layer is the base's until its B moves (B starts at 0; equal rewards in a group give no gradient).
+    b = learner.model.state_dict()["base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"]
+    assert torch.equal(served["model.layers.0.self_attn.q_proj.weight"],
+                       base["model.layers.0.self_attn.q_proj.weight"].float()) == bool((b == 0).all())
+
+    # Resumed, the policy starts from base + the checkpoint's adapters, merged, and goes on from there.
+    more = TrainConfig.load(write_config(tmp_path, eval=None, checkpoint_every=2, steps=3,
+                                         lora={"rank": 4, "target_modules": ["q_proj", "v_proj"]},
+                                         learner={"lr": 1e-3, "micro_batch_size": 2}))
+    asyncio.run(Trainer(more).run())
+    third = list(TrajectoryStore(run / "trajectories").iter())[len(rollouts):]
+    assert len(third) == 4 and {t.provenance.weights_version for t in third} == {"2"}
+    assert lora.is_adapter(run / "checkpoints" / "step-000003" / "model")
 
 
 @pytest.mark.parametrize(("changes", "message"), [
